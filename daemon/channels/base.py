@@ -1,0 +1,43 @@
+"""The interface every channel adapter implements.
+
+The failover engine only sees this: whether a channel can serve a recipient, and
+``send`` that returns a provider message id or raises TransientError / PermanentError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from daemon.models import Channel, Recipient
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One message for one recipient on one channel."""
+
+    notification_id: int
+    recipient: Recipient
+    text: str
+    subject: str | None = None
+    ack_requested: bool = False  # Telegram: attach the "Got it" button
+
+
+class ChannelAdapter(Protocol):
+    name: Channel
+
+    def unavailable_reason(self, recipient: Recipient) -> str | None:
+        """Why this channel cannot serve the recipient (no address, opted out...), or None if it can."""
+        ...
+
+    async def send(self, message: OutgoingMessage) -> str | None:
+        """Deliver; return the provider's message id. Raise TransientError or PermanentError."""
+        ...
+
+    async def check(self) -> str:
+        """Reach the provider without sending a message; return a short description or raise ChannelError."""
+        ...
+
+    async def close(self) -> None:
+        """Release clients and connections."""
+        ...

@@ -1,0 +1,232 @@
+"""``fnotify``: run the daemon, or talk to it over its Unix socket.
+
+Exit status: 0 on success, 1 when the daemon refused the request or a notification ended
+badly under ``--wait``, 2 on usage or configuration errors, 3 when the daemon is not reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from daemon import __version__, render
+from daemon.client import DaemonClient, DaemonUnavailable, RemoteError
+from daemon.config import Config, load_config
+from daemon.errors import ConfigError, FnotifyError
+
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
+FINAL = {"delivered", "acknowledged", "failed", "cancelled", "expired"}
+
+
+class CliError(Exception):
+    def __init__(self, message: str, status: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _socket_path(args: argparse.Namespace, config: Config) -> Path:
+    if args.socket:
+        return Path(args.socket)
+    if env := os.environ.get("FNOTIFY_SOCKET"):
+        return Path(env)
+    return config.daemon.socket_path
+
+
+# -- commands that talk to the daemon ----------------------------------------------------------
+
+async def cmd_send(client: DaemonClient, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"recipient_id": args.to, "message": args.message}
+    for key, value in (("subject", args.subject), ("chain", args.chain), ("idempotency_key", args.key),
+                       ("ack_timeout", args.ack_timeout), ("expires_in", args.expires_in)):
+        if value is not None:
+            params[key] = value
+    result = await client.call("send", **params)
+    if args.wait:
+        result = await _wait_final(client, result["id"], args.timeout)
+    if args.json:
+        _print_json(result)
+    elif args.wait:
+        print(render.notification(result))
+    else:
+        note = "" if result.get("created", True) else " (already sent with this key)"
+        print(f"notification {result['id']} {result['status']}{note}")
+    return 0 if not args.wait or result["status"] in ("delivered", "acknowledged") else EXIT_REFUSED
+
+
+async def _wait_final(client: DaemonClient, notification_id: int, timeout: float) -> dict[str, Any]:
+    """Block until the notification is final: re-read it whenever the event stream reports a change."""
+    changed = asyncio.Event()
+    watcher = await DaemonClient(client.path).connect()
+
+    async def pump() -> None:
+        async for event in watcher.subscribe(["notification.status"]):
+            if event.get("data", {}).get("id") == notification_id:
+                changed.set()
+
+    pump_task = asyncio.create_task(pump())
+    try:
+        async with asyncio.timeout(timeout):
+            current: dict[str, Any] = await client.call("show", id=notification_id)
+            while current["status"] not in FINAL:
+                changed.clear()
+                # a change may land before the subscription is live: re-read every second regardless
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), 1.0)
+                current = await client.call("show", id=notification_id)
+            return current
+    except TimeoutError:
+        raise CliError(f"notification {notification_id} is still not final after {timeout:.0f} s") from None
+    finally:
+        pump_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump_task
+        await watcher.close()
+
+
+async def cmd_show(client: DaemonClient, args: argparse.Namespace) -> int:
+    result = await client.call("show", id=args.id)
+    _print_json(result) if args.json else print(render.notification(result))
+    return 0
+
+
+async def cmd_list(client: DaemonClient, args: argparse.Namespace) -> int:
+    params = {k: v for k, v in (("status", args.status), ("recipient_id", args.recipient),
+                                ("limit", args.limit)) if v is not None}
+    result = await client.call("list", **params)
+    _print_json(result) if args.json else print(render.notification_list(result))
+    return 0
+
+
+async def cmd_cancel(client: DaemonClient, args: argparse.Namespace) -> int:
+    result = await client.call("cancel", id=args.id)
+    _print_json(result) if args.json else print(f"notification {result['id']} {result['status']}")
+    return 0
+
+
+async def cmd_retry(client: DaemonClient, args: argparse.Namespace) -> int:
+    result = await client.call("retry", id=args.id)
+    _print_json(result) if args.json else print(f"notification {result['id']} {result['status']} again")
+    return 0
+
+
+async def cmd_status(client: DaemonClient, args: argparse.Namespace) -> int:
+    result = await client.call("status")
+    if args.json:
+        _print_json(result)
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(result["counts"].items())) or "none yet"
+        enabled = ", ".join(k for k, v in result["channels"].items() if v) or "none"
+        print(f"failover-notify {result['version']}, up {result['uptime_s']:.0f} s")
+        print(f"  queue depth {result['queue_depth']}, in flight {result['in_flight']}")
+        print(f"  notifications: {counts}")
+        print(f"  channels enabled: {enabled}")
+    return 0
+
+
+async def cmd_watch(client: DaemonClient, args: argparse.Namespace) -> int:
+    async for event in client.subscribe():
+        print(json.dumps(event, ensure_ascii=False), flush=True)
+    return 0
+
+
+async def cmd_recipient_add(client: DaemonClient, args: argparse.Namespace) -> int:
+    params = {k: v for k, v in (("name", args.name), ("email", args.email), ("phone", args.phone),
+                                ("telegram_chat_id", args.telegram_chat_id)) if v is not None}
+    result = await client.call("recipient.add", **params)
+    _print_json(result) if args.json else print(f"recipient {result['id']} added: {result['name']}")
+    return 0
+
+
+async def cmd_recipient_update(client: DaemonClient, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {k: v for k, v in (("name", args.name), ("email", args.email), ("phone", args.phone),
+                                                ("telegram_chat_id", args.telegram_chat_id)) if v is not None}
+    if args.opt_out is not None:
+        params["opt_out"] = [c for c in args.opt_out.split(",") if c]
+    result = await client.call("recipient.update", id=args.id, **params)
+    _print_json(result) if args.json else print(f"recipient {result['id']} updated")
+    return 0
+
+
+async def cmd_recipient_list(client: DaemonClient, args: argparse.Namespace) -> int:
+    result = await client.call("recipient.list")
+    _print_json(result) if args.json else print(render.recipient_list(result))
+    return 0
+
+
+async def cmd_recipient_remove(client: DaemonClient, args: argparse.Namespace) -> int:
+    await client.call("recipient.remove", id=args.id)
+    print(f"recipient {args.id} removed")
+    return 0
+
+
+async def cmd_recipient_link(client: DaemonClient, args: argparse.Namespace) -> int:
+    result = await client.call("recipient.link", id=args.id)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{result['url']}\n(single use, expires {result['expires_at']})")
+    return 0
+
+
+# -- wiring ------------------------------------------------------------------------------------
+
+Command = Callable[[DaemonClient, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def run_client_command(func: Command, args: argparse.Namespace, config: Config) -> int:
+    async def main() -> int:
+        async with DaemonClient(_socket_path(args, config), timeout=args.request_timeout) as client:
+            return await func(client, args)
+
+    try:
+        return asyncio.run(main())
+    except DaemonUnavailable as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    except RemoteError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from daemon.runner import run_daemon
+
+    return run_daemon(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from daemon.cli_parser import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        config = load_config(args.config)
+        if getattr(args, "local", False):
+            return int(args.func(args, config))
+        return run_client_command(args.func, args, config)
+    except ConfigError as exc:
+        print(f"fnotify: configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as exc:
+        print(f"fnotify: {exc}", file=sys.stderr)
+        return exc.status
+    except FnotifyError as exc:
+        print(f"fnotify: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        return 130
+
+
+__all__ = ["__version__", "main"]

@@ -1,0 +1,110 @@
+"""The argument parser of ``fnotify``: every command, option and help text in one place."""
+
+from __future__ import annotations
+
+import argparse
+
+from daemon import __version__, cli
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _local(p: argparse.ArgumentParser, func: object) -> None:
+    p.set_defaults(func=func, local=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fnotify",
+        description="failover-notify: deliver a message along Telegram -> email -> SMS, whichever is up.",
+        epilog="Config: --config PATH, else $FNOTIFY_CONFIG, else ./fnotify.toml. See README.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="TOML config file")
+    parser.add_argument("--socket", metavar="PATH", help="daemon socket (default from config, or $FNOTIFY_SOCKET)")
+    parser.add_argument("--request-timeout", type=float, default=30.0, metavar="S", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon in the foreground, logging to stderr")
+    _local(p, cli.cmd_run)
+
+    p = sub.add_parser("send", help="queue a notification for a recipient")
+    p.add_argument("--to", required=True, type=int, metavar="RECIPIENT_ID", help="recipient id")
+    p.add_argument("--message", "-m", required=True, help="the text to deliver")
+    p.add_argument("--subject", help="email subject (default: the first line of the message)")
+    p.add_argument("--chain", help="channels in order, e.g. telegram,email,sms (default from config)")
+    p.add_argument("--key", metavar="IDEMPOTENCY_KEY", help="a second send with the same key sends nothing")
+    p.add_argument("--ack-timeout", type=float, metavar="SECONDS",
+                   help="ask for an acknowledgement in Telegram; escalate if none within SECONDS")
+    p.add_argument("--expires-in", type=float, metavar="SECONDS", help="give up if not delivered within SECONDS")
+    p.add_argument("--wait", action="store_true", help="block until the notification is final")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="with --wait: give up after S seconds")
+    _json(p)
+    p.set_defaults(func=cli.cmd_send)
+
+    p = sub.add_parser("show", help="a notification and its attempt log")
+    p.add_argument("id", type=int, metavar="NOTIFICATION_ID")
+    _json(p)
+    p.set_defaults(func=cli.cmd_show)
+
+    p = sub.add_parser("list", help="recent notifications, newest first")
+    p.add_argument("--status", help="queued, sending, delivered, failed, cancelled, ...")
+    p.add_argument("--recipient", type=int, metavar="ID", help="only this recipient's")
+    p.add_argument("--limit", type=int, default=None, help="how many (default 50)")
+    _json(p)
+    p.set_defaults(func=cli.cmd_list)
+
+    for name, func, text in (("cancel", cli.cmd_cancel, "cancel a notification that is not final yet"),
+                             ("retry", cli.cmd_retry, "redrive a failed notification from the start of its chain")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("id", type=int, metavar="NOTIFICATION_ID")
+        _json(p)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("status", help="daemon status: queue depth, counts, channels")
+    _json(p)
+    p.set_defaults(func=cli.cmd_status)
+
+    p = sub.add_parser("watch", help="print live events (one JSON object per line) until interrupted")
+    p.set_defaults(func=cli.cmd_watch)
+
+    _recipient_parsers(sub)
+    return parser
+
+
+def _recipient_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rp = sub.add_parser("recipient", help="manage recipients (add, list, update, remove, link)")
+    rsub = rp.add_subparsers(title="recipient commands", metavar="COMMAND")
+
+    p = rsub.add_parser("add", help="add a recipient")
+    p.add_argument("--name", required=True)
+    p.add_argument("--email")
+    p.add_argument("--phone", help="E.164, e.g. +14155550100")
+    p.add_argument("--telegram-chat-id", type=int, metavar="CHAT_ID")
+    _json(p)
+    p.set_defaults(func=cli.cmd_recipient_add)
+
+    p = rsub.add_parser("list", help="list recipients with their channels and Telegram state")
+    _json(p)
+    p.set_defaults(func=cli.cmd_recipient_list)
+
+    p = rsub.add_parser("update", help="change a recipient's fields")
+    p.add_argument("id", type=int, metavar="RECIPIENT_ID")
+    p.add_argument("--name")
+    p.add_argument("--email")
+    p.add_argument("--phone")
+    p.add_argument("--telegram-chat-id", type=int, metavar="CHAT_ID")
+    p.add_argument("--opt-out", metavar="CHANNELS", help="comma-separated channels to skip ('' for none)")
+    _json(p)
+    p.set_defaults(func=cli.cmd_recipient_update)
+
+    p = rsub.add_parser("remove", help="remove a recipient (refused while it has unfinished notifications)")
+    p.add_argument("id", type=int, metavar="RECIPIENT_ID")
+    p.set_defaults(func=cli.cmd_recipient_remove)
+
+    p = rsub.add_parser("link", help="make a single-use Telegram opt-in link for a recipient")
+    p.add_argument("id", type=int, metavar="RECIPIENT_ID")
+    _json(p)
+    p.set_defaults(func=cli.cmd_recipient_link)

@@ -1,0 +1,252 @@
+"""Configuration: one TOML file, one typed model per section, loaded once and passed down.
+
+Lookup order for the file: ``--config PATH``, else ``$FNOTIFY_CONFIG``, else ``./fnotify.toml``;
+a missing default file means "all defaults". Every secret can also come from the environment
+(``FNOTIFY_TELEGRAM_TOKEN``, ``FNOTIFY_EMAIL_PASSWORD``, ``FNOTIFY_SMS_AUTH_TOKEN``) or from a
+systemd credential (``$CREDENTIALS_DIRECTORY/telegram_token`` and so on). Secrets are ``SecretStr``
+and never print.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from daemon.errors import ConfigError
+from daemon.models import Channel
+
+DEFAULT_CONFIG_NAME = "fnotify.toml"
+
+# (section, key) -> environment variable / credential file name
+SECRET_SOURCES: dict[tuple[str, str], tuple[str, str]] = {
+    ("telegram", "token"): ("FNOTIFY_TELEGRAM_TOKEN", "telegram_token"),
+    ("email", "password"): ("FNOTIFY_EMAIL_PASSWORD", "email_password"),
+    ("sms", "auth_token"): ("FNOTIFY_SMS_AUTH_TOKEN", "sms_auth_token"),
+    ("http", "tokens"): ("FNOTIFY_HTTP_TOKENS", "http_tokens"),
+}
+
+
+def _default_state_dir() -> str:
+    if state := os.environ.get("STATE_DIRECTORY"):  # systemd StateDirectory=
+        return state.split(":")[0]
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "failover-notify")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DaemonConfig(Section):
+    state_dir: Path = Field(default_factory=lambda: Path(_default_state_dir()))
+    """Directory holding the SQLite database (created if missing)."""
+    socket: Path | None = None
+    """Unix socket path; default ``$RUNTIME_DIRECTORY/fnotify.sock`` or ``<state_dir>/fnotify.sock``."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_in_flight: int = Field(default=256, ge=1, le=10_000)
+    """How many attempts may be in flight at once across all channels."""
+    shutdown_grace: float = Field(default=10.0, ge=0, le=600)
+    """Seconds SIGTERM waits for in-flight attempts before recording them as pending."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "fnotify.db"
+
+    @property
+    def socket_path(self) -> Path:
+        if self.socket is not None:
+            return self.socket
+        if runtime := os.environ.get("RUNTIME_DIRECTORY"):
+            return Path(runtime.split(":")[0]) / "fnotify.sock"
+        return self.state_dir / "fnotify.sock"
+
+
+class TelegramConfig(Section):
+    enabled: bool = False
+    token: SecretStr | None = None
+    api_base: str = "https://api.telegram.org"
+    """Bot API server; point it at a local Bot API server or the simulator."""
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str | None = None
+    webhook_listen: str = "127.0.0.1:8443"
+    webhook_secret: SecretStr | None = None
+    link_ttl: float = Field(default=86_400, gt=0)
+    """Seconds an opt-in deep link stays valid."""
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _token_when_enabled(self) -> TelegramConfig:
+        if self.enabled and (self.token is None or not self.token.get_secret_value()):
+            raise ValueError("token: required when [telegram] enabled = true (or set FNOTIFY_TELEGRAM_TOKEN)")
+        return self
+
+
+class EmailConfig(Section):
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = Field(default=25, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "failover-notify@localhost"
+    timeout: float = Field(default=10.0, gt=0)
+    pool_size: int = Field(default=4, ge=1, le=64)
+    """SMTP connections kept open and reused."""
+
+
+class SmsConfig(Section):
+    enabled: bool = False
+    provider: Literal["twilio", "webhook"] = "twilio"
+    base_url: str = "https://api.twilio.com"
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    sender: str | None = None
+    webhook_url: str | None = None
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _provider_settings(self) -> SmsConfig:
+        if not self.enabled:
+            return self
+        if self.provider == "twilio":
+            missing = [k for k in ("account_sid", "auth_token", "sender") if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"{', '.join(missing)}: required for provider = \"twilio\"")
+        elif not self.webhook_url:
+            raise ValueError('webhook_url: required for provider = "webhook"')
+        return self
+
+
+class RetryConfig(Section):
+    attempts_per_channel: int = Field(default=3, ge=1, le=100)
+    """Tries on one channel (transient failures) before failing over to the next."""
+    backoff_initial: float = Field(default=2.0, ge=0, le=3600)
+    """Seconds before the first retry; doubles each time, plus up to 20% jitter."""
+    backoff_max: float = Field(default=60.0, ge=0, le=86_400)
+    """Cap on one backoff wait (a provider's retry_after is honoured up to 10x this)."""
+
+    @model_validator(mode="after")
+    def _order(self) -> RetryConfig:
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError("backoff_max: must be >= backoff_initial")
+        return self
+
+
+class ChainConfig(Section):
+    default: tuple[Channel, ...] = (Channel.TELEGRAM, Channel.EMAIL, Channel.SMS)
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("default")
+    @classmethod
+    def _non_empty_unique(cls, value: tuple[Channel, ...]) -> tuple[Channel, ...]:
+        if not value:
+            raise ValueError("must name at least one channel")
+        if len(set(value)) != len(value):
+            raise ValueError("a channel may appear only once")
+        return value
+
+
+class Config(Section):
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
+    email: EmailConfig = Field(default_factory=EmailConfig)
+    sms: SmsConfig = Field(default_factory=SmsConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    chain: ChainConfig = Field(default_factory=ChainConfig)
+
+    source: Path | None = Field(default=None, exclude=True)
+    """The file this was loaded from (None: defaults only)."""
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log and attempt-log redactor."""
+        values = [self.telegram.token, self.email.password, self.sms.auth_token, self.telegram.webhook_secret]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def resolve_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """Return the config path and whether it must exist (explicitly named)."""
+    if explicit:
+        return Path(explicit), True
+    if env := os.environ.get("FNOTIFY_CONFIG"):
+        return Path(env), True
+    return Path(DEFAULT_CONFIG_NAME), False
+
+
+def _read_secret_overrides(raw: dict[str, Any]) -> None:
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    for (section, key), (env_name, cred_name) in SECRET_SOURCES.items():
+        value: str | None = os.environ.get(env_name)
+        if value is None and cred_dir and (Path(cred_dir) / cred_name).is_file():
+            value = (Path(cred_dir) / cred_name).read_text().strip()
+        if value is not None:
+            if key == "tokens":
+                raw.setdefault(section, {})[key] = [t.strip() for t in value.split(",") if t.strip()]
+            else:
+                raw.setdefault(section, {})[key] = value
+
+
+def _describe(exc: PydanticValidationError, path: Path | None) -> str:
+    where = str(path) if path else "configuration"
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else f"[{loc[0]}]" if loc else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{where}: {key}: {msg}".replace(" : ", ": "))
+    return "\n".join(lines)
+
+
+def parse_config(raw: dict[str, Any], source: Path | None = None) -> Config:
+    """Validate a config mapping (already merged with secrets from the environment)."""
+    try:
+        config = Config.model_validate(raw)
+    except PydanticValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    return config.model_copy(update={"source": source})
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Load, merge environment secrets, validate. Raises ConfigError naming file, key and reason."""
+    path, required = resolve_path(explicit)
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    elif required:
+        raise ConfigError(f"{path}: no such file")
+    _read_secret_overrides(raw)
+    config = parse_config(raw, path if path.exists() else None)
+    if config.source is not None:
+        # a relative state_dir / socket is taken relative to the config file, not the cwd
+        base = config.source.resolve().parent
+        daemon = config.daemon
+        updates: dict[str, Any] = {}
+        if not daemon.state_dir.is_absolute() and "state_dir" in raw.get("daemon", {}):
+            updates["state_dir"] = base / daemon.state_dir
+        if daemon.socket is not None and not daemon.socket.is_absolute():
+            updates["socket"] = base / daemon.socket
+        if updates:
+            config = config.model_copy(update={"daemon": daemon.model_copy(update=updates)})
+    return config

@@ -1,0 +1,255 @@
+"""The delivery engine: claims due notifications and walks each along its chain.
+
+The database is the truth. Each notification row carries its chain position, tries on that
+channel and ``next_attempt_at``; the engine claims due rows, runs attempts through the channel
+adapters, and writes each outcome with the next state in one transaction. The only timer is a
+single APScheduler job armed at the earliest ``next_attempt_at`` on disk, so a backlog of any size
+costs one job, and at start the timer is simply re-armed from the database.
+
+This module imports no provider library: adapters translate their errors into
+TransientError / PermanentError, and ``daemon.failover.decide`` turns results into steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from daemon.channels.base import ChannelAdapter, OutgoingMessage
+from daemon.errors import PermanentError, StorageError, TransientError
+from daemon.events import EventBus
+from daemon.failover import AttemptResult, RetryPolicy, Step, StepKind, decide
+from daemon.models import Channel, Notification, Recipient, Status, utcnow
+from daemon.redact import Redactor
+from daemon.storage.base import AttemptRecord, NotificationUpdate, Store
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 128
+WAKEUP_JOB = "wakeup"
+STORAGE_RETRY_SECONDS = 1.0
+
+_FINAL_STATUS = {StepKind.DONE: Status.DELIVERED, StepKind.EXHAUSTED: Status.FAILED}
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        channels: Mapping[Channel, ChannelAdapter],
+        policy: RetryPolicy,
+        events: EventBus,
+        redactor: Redactor,
+        *,
+        max_in_flight: int = 256,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.channels = dict(channels)
+        self.policy = policy
+        self.events = events
+        self.redact = redactor
+        self.max_in_flight = max_in_flight
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        recovered = await self.store.recover_interrupted(self.clock())
+        if recovered:
+            log.warning("%d attempt(s) were in flight when the daemon stopped: marked interrupted, will retry",
+                        recovered)
+        self._scheduler.start()
+        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="engine-dispatch")
+        self.poke()
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; let in-flight attempts finish within ``grace`` seconds; record the rest."""
+        self._stopping = True
+        self._wake.set()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        if self._dispatcher is not None:
+            await self._dispatcher
+        if self._tasks:
+            log.info("waiting up to %.1f s for %d attempt(s) in flight", grace, len(self._tasks))
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                # same bookkeeping as after a crash: interrupted, tried again at next start
+                await self.store.recover_interrupted(self.clock())
+                log.warning("%d attempt(s) did not finish in time: recorded as interrupted", len(pending))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def poke(self) -> None:
+        """Something may be due now (a new send, a redrive, a timer)."""
+        self._wake.set()
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                await self._claim_and_spawn()
+                await self._arm_timer()
+            except StorageError as exc:
+                log.error("dispatch paused: %s; retrying in %.0f s", exc, STORAGE_RETRY_SECONDS)
+                self._arm_at(self.clock() + timedelta(seconds=STORAGE_RETRY_SECONDS))
+
+    async def _claim_and_spawn(self) -> None:
+        while not self._stopping:
+            room = min(self.max_in_flight - len(self._tasks), CLAIM_BATCH)
+            if room <= 0:
+                return  # a finishing attempt pokes us
+            batch = await self.store.claim_due(self.clock(), room)
+            for notification in batch:
+                task = asyncio.create_task(self._run(notification), name=f"notification-{notification.id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._task_done)
+            if len(batch) < room:
+                return
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._stopping:
+            self._wake.set()
+
+    async def _arm_timer(self) -> None:
+        due = await self.store.next_due_time()
+        if due is None:
+            if self._scheduler.get_job(WAKEUP_JOB):
+                self._scheduler.remove_job(WAKEUP_JOB)
+        elif due > self.clock():
+            self._arm_at(due)
+        elif len(self._tasks) < self.max_in_flight:
+            self._wake.set()  # claimed up to the batch size and more is due
+
+    def _arm_at(self, when: datetime) -> None:
+        if self._stopping:
+            return
+        self._scheduler.add_job(
+            self._timer_fired, DateTrigger(run_date=when), id=WAKEUP_JOB, replace_existing=True,
+            misfire_grace_time=None, coalesce=True,
+        )
+
+    async def _timer_fired(self) -> None:  # a coroutine: the asyncio executor runs it on the loop
+        self._wake.set()
+
+    # -- one notification ----------------------------------------------------------------------
+
+    async def _run(self, notification: Notification) -> None:
+        try:
+            await self._walk(notification)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("notification %d: unexpected error; it stays claimed until restart", notification.id)
+
+    async def _walk(self, n: Notification) -> None:
+        recipient = await self.store.get_recipient(n.recipient_id)
+        position, tries, status = n.position, n.tries_on_channel, n.status
+        while True:
+            channel = n.chain[position]
+            adapter = self.channels.get(channel)
+            reason = _unavailable(adapter, recipient)
+            attempt_id: int | None = None
+            if reason is not None:
+                result = AttemptResult.skipped(reason)
+            else:
+                assert adapter is not None and recipient is not None
+                tries += 1
+                attempt_id = await self.store.start_attempt(n.id, channel, self.clock(), tries)
+                self.events.publish("attempt.started", {"notification_id": n.id, "attempt_id": attempt_id,
+                                                        "channel": str(channel)})
+                result = await self._send(adapter, n, recipient)
+            step = decide(len(n.chain), position, tries, result, self.policy, self.rng)
+            now = self.clock()
+            record, update = _plan(step, result, now)
+            attempt, new_status = await self.store.finish_attempt(attempt_id, n.id, channel, record, update, now)
+            self._report(n, attempt.to_json(), step, status, new_status)
+            status = new_status
+            if step.kind is StepKind.RETRY and update.next_attempt_at is not None:
+                self._arm_if_earlier(update.next_attempt_at)
+            if status.is_final or step.kind is not StepKind.NEXT:
+                return
+            position, tries = step.position, step.tries
+
+    async def _send(self, adapter: ChannelAdapter, n: Notification, recipient: Recipient) -> AttemptResult:
+        message = OutgoingMessage(n.id, recipient, n.text, n.subject, ack_requested=n.ack_timeout is not None)
+        try:
+            provider_id = await adapter.send(message)
+        except TransientError as exc:
+            return AttemptResult.transient(self.redact(str(exc)), exc.retry_after)
+        except PermanentError as exc:
+            if exc.blocked:
+                await self.store.set_telegram_blocked(recipient.id, True)
+                self.events.publish("recipient.blocked", {"recipient_id": recipient.id})
+            return AttemptResult.permanent(self.redact(str(exc)))
+        except Exception as exc:  # an adapter bug must not kill the walk: treat it as transient
+            log.exception("%s adapter raised unexpectedly", adapter.name)
+            return AttemptResult.transient(self.redact(f"unexpected {type(exc).__name__}: {exc}"))
+        return AttemptResult.delivered(provider_id)
+
+    def _arm_if_earlier(self, when: datetime) -> None:
+        job = self._scheduler.get_job(WAKEUP_JOB) if self._scheduler.running else None
+        if job is None or job.next_run_time is None or when < job.next_run_time:
+            self._arm_at(when)
+
+    def _report(self, n: Notification, attempt: dict[str, Any], step: Step, old: Status, new: Status) -> None:
+        log.info(
+            "notification %d -> recipient %d: %s %s in %s ms%s%s",
+            n.id, n.recipient_id, attempt["channel"], attempt["outcome"], attempt["duration_ms"],
+            f" ({attempt['error']})" if attempt["error"] else "",
+            f", retry in {step.delay:.1f} s" if step.kind is StepKind.RETRY else "",
+        )
+        self.events.publish("attempt.finished", {"notification_id": n.id, **attempt})
+        if new is not old:
+            self.events.publish("notification.status", {"id": n.id, "recipient_id": n.recipient_id,
+                                                        "status": str(new), "channel": attempt["channel"]})
+
+
+def _unavailable(adapter: ChannelAdapter | None, recipient: Recipient | None) -> str | None:
+    if recipient is None:
+        return "recipient was removed"
+    if adapter is None:
+        return "channel disabled"
+    return adapter.unavailable_reason(recipient)
+
+
+def _plan(step: Step, result: AttemptResult, now: datetime) -> tuple[AttemptRecord, NotificationUpdate]:
+    """Turn a decision into what is written: the attempt's record and the notification's next state."""
+    error = result.error
+    if step.note:
+        error = f"{error}; {step.note}" if error else step.note
+    retry_at = now + timedelta(seconds=step.delay) if step.kind is StepKind.RETRY else None
+    record = AttemptRecord(step.outcome, error, result.provider_message_id, retry_at)
+    if step.kind is StepKind.NEXT:  # keep the claim: this task goes straight on to the next channel
+        update = NotificationUpdate(Status.SENDING, step.position, step.tries, now, release=False)
+    elif step.kind is StepKind.RETRY:
+        update = NotificationUpdate(Status.SENDING, step.position, step.tries, retry_at)
+    else:
+        update = NotificationUpdate(_FINAL_STATUS[step.kind], step.position, step.tries, None)
+    return record, update

@@ -1,0 +1,78 @@
+"""In-process publish/subscribe of live events for the socket API's ``subscribe`` stream.
+
+Publishing never blocks the engine: each subscriber has a bounded queue, and a subscriber too
+slow to keep up is dropped (it receives an ``overflow`` event and its stream ends) rather than
+letting memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from daemon.models import utcnow
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 10_000
+OVERFLOW = "overflow"
+
+Event = dict[str, Any]
+
+
+class EventBus:
+    def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
+        self._subscribers: set[asyncio.Queue[Event | None]] = set()
+        self._queue_size = queue_size
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        if not self._subscribers:
+            return
+        event: Event = {"event": kind, "at": utcnow().isoformat(timespec="milliseconds"), "data": data}
+        for queue in list(self._subscribers):
+            if queue.qsize() < self._queue_size:
+                queue.put_nowait(event)
+                continue
+            log.warning("dropping a subscriber that fell %d events behind", self._queue_size)
+            self._subscribers.discard(queue)
+            queue.put_nowait({"event": OVERFLOW, "data": {"reason": "subscriber too slow"}})
+            queue.put_nowait(None)
+
+    def subscribe(self) -> Subscription:
+        """A new stream of every event from now on; close it when done (or use ``with``)."""
+        subscription = Subscription(self)
+        self._subscribers.add(subscription.queue)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription.queue)
+
+    def close(self) -> None:
+        """End every stream (daemon shutdown)."""
+        for queue in list(self._subscribers):
+            queue.put_nowait(None)
+        self._subscribers.clear()
+
+
+class Subscription:
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()  # bounded by EventBus.publish
+
+    async def get(self) -> Event | None:
+        """The next event, or None once the stream has ended."""
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self.bus.unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

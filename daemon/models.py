@@ -1,0 +1,179 @@
+"""Domain values: states are enums, records are frozen dataclasses.
+
+Nothing here does I/O; the storage module builds these from rows and the
+service layer turns them into JSON for the socket API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Channel(StrEnum):
+    """A delivery channel a chain is made of."""
+
+    TELEGRAM = "telegram"
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class Status(StrEnum):
+    """Lifecycle of a notification: queued -> sending -> a final state."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    ACKNOWLEDGED = "acknowledged"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {Status.DELIVERED, Status.ACKNOWLEDGED, Status.FAILED, Status.CANCELLED, Status.EXPIRED}
+)
+
+
+class Outcome(StrEnum):
+    """What one attempt on one channel came to."""
+
+    DELIVERED = "delivered"  # the provider accepted the message
+    RETRY = "retry"  # transient failure: the same channel is tried again
+    FAILED = "failed"  # permanent for this channel: fail over now
+    SKIPPED = "skipped"  # the channel cannot serve this recipient
+    INTERRUPTED = "interrupted"  # the daemon stopped while the attempt was in flight
+    UNACKNOWLEDGED = "unacknowledged"  # delivered but not acknowledged in time
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime | None) -> str | None:
+    return ts.isoformat(timespec="milliseconds") if ts is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    id: int
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    telegram_chat_id: int | None = None
+    opt_out: frozenset[Channel] = frozenset()
+    telegram_blocked: bool = False
+    created_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def telegram_state(self) -> str:
+        """linked / not linked / opted out / blocked, as operators read it."""
+        if self.telegram_chat_id is None:
+            return "not linked"
+        if self.telegram_blocked:
+            return "blocked"
+        if Channel.TELEGRAM in self.opt_out:
+            return "opted out"
+        return "linked"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "email": self.email,
+            "phone": self.phone,
+            "telegram_chat_id": self.telegram_chat_id,
+            "opt_out": sorted(self.opt_out),
+            "telegram_blocked": self.telegram_blocked,
+            "telegram_state": self.telegram_state,
+            "created_at": iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    id: int
+    notification_id: int
+    channel: Channel
+    outcome: Outcome | None  # None while in flight
+    error: str | None
+    provider_message_id: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    retry_at: datetime | None = None  # when the same channel is tried again (outcome retry)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["channel"] = str(self.channel)
+        data["outcome"] = str(self.outcome) if self.outcome else None
+        for key in ("started_at", "finished_at", "retry_at"):
+            data[key] = iso(data[key])
+        if self.finished_at is not None:
+            data["duration_ms"] = round((self.finished_at - self.started_at).total_seconds() * 1000, 1)
+        else:
+            data["duration_ms"] = None
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    id: int
+    recipient_id: int
+    text: str
+    subject: str | None
+    chain: tuple[Channel, ...]
+    status: Status
+    idempotency_key: str | None
+    position: int  # index in chain of the channel being tried
+    tries_on_channel: int  # attempts made on chain[position] so far
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    deadline: datetime | None = None
+    ack_timeout: float | None = None
+    attempts: tuple[Attempt, ...] = ()
+
+    @property
+    def current_channel(self) -> Channel | None:
+        return self.chain[self.position] if self.position < len(self.chain) else None
+
+    def to_json(self) -> dict[str, Any]:
+        delivered_by = next(
+            (a.channel for a in reversed(self.attempts) if a.outcome is Outcome.DELIVERED), None
+        )
+        return {
+            "id": self.id,
+            "recipient_id": self.recipient_id,
+            "text": self.text,
+            "subject": self.subject,
+            "chain": [str(c) for c in self.chain],
+            "status": str(self.status),
+            "idempotency_key": self.idempotency_key,
+            "channel": str(delivered_by or self.current_channel or "") or None,
+            "next_attempt_at": iso(self.next_attempt_at),
+            "deadline": iso(self.deadline),
+            "ack_timeout": self.ack_timeout,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "attempt_count": len(self.attempts),
+            "attempts": [a.to_json() for a in self.attempts],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NewNotification:
+    """What a sender asks for; validated by the service layer before storage sees it."""
+
+    recipient_id: int
+    text: str
+    chain: tuple[Channel, ...]
+    subject: str | None = None
+    idempotency_key: str | None = None
+    deadline: datetime | None = None
+    ack_timeout: float | None = None

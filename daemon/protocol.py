@@ -1,0 +1,78 @@
+"""The socket protocol: newline-delimited JSON over a Unix stream socket.
+
+Request:  {"id": 1, "op": "send", "params": {"recipient_id": 1, "message": "hi"}}
+Reply:    {"id": 1, "ok": true, "result": {...}}
+          {"id": 1, "ok": false, "error": {"code": "invalid", "message": "...", "field": "recipient_id"}}
+Events (after a successful ``subscribe``): {"event": "attempt.finished", "at": "...", "data": {...}}
+
+This module is the whole contract between the daemon and its clients (CLI, TUI): both sides
+import it, and the TUI imports nothing else from the daemon. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_LINE = 1024 * 1024  # one request may not exceed 1 MiB
+OPS = (
+    "ping", "status", "health",
+    "send", "show", "list", "cancel", "retry",
+    "recipient.add", "recipient.list", "recipient.show", "recipient.update", "recipient.remove",
+    "recipient.link",
+    "subscribe",
+)
+
+
+class ProtocolError(Exception):
+    """A request that cannot be understood; the reply names the problem."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    op: str
+    params: dict[str, Any] = field(default_factory=dict)
+    id: Any = None
+
+
+def encode(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+def decode_request(line: bytes) -> Request:
+    try:
+        data = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("a request must be a JSON object")
+    op = data.get("op")
+    if not isinstance(op, str):
+        raise ProtocolError("missing 'op' (a string)", "op")
+    if op not in OPS:
+        raise ProtocolError(f"unknown op {op!r}; known: {', '.join(OPS)}", "op")
+    params = data.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ProtocolError("'params' must be a JSON object", "params")
+    unknown = sorted(set(data) - {"op", "params", "id"})
+    if unknown:
+        raise ProtocolError(f"unknown top-level key {unknown[0]!r} (use 'params')", unknown[0])
+    return Request(op=op, params=params, id=data.get("id"))
+
+
+def ok(request_id: Any, result: Any) -> dict[str, Any]:
+    return {"id": request_id, "ok": True, "result": result}
+
+
+def error(request_id: Any, code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        err["field"] = field
+    return {"id": request_id, "ok": False, "error": err}

@@ -1,0 +1,67 @@
+"""Human-readable rendering of notifications, attempts and recipients for the CLI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+
+def _time(value: str | None) -> str:
+    if not value:
+        return "-"
+    return datetime.fromisoformat(value).astimezone().strftime("%H:%M:%S.%f")[:-3]
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def attempt_log(attempts: list[dict[str, Any]]) -> str:
+    rows = []
+    for i, a in enumerate(attempts, 1):
+        duration = f"{a['duration_ms']:.0f} ms" if a.get("duration_ms") is not None else "in flight"
+        detail = a.get("error") or (f"id {a['provider_message_id']}" if a.get("provider_message_id") else "")
+        if a.get("retry_at"):
+            detail += f" (retry at {_time(a['retry_at'])})"
+        rows.append([str(i), _time(a["started_at"]), a["channel"], a.get("outcome") or "sending", duration, detail])
+    return table(["#", "started", "channel", "outcome", "took", "detail"], rows)
+
+
+def notification(n: dict[str, Any]) -> str:
+    lines = [
+        f"notification {n['id']} -> recipient {n['recipient_id']}: {n['status'].upper()}",
+        f"  chain:   {' -> '.join(n['chain'])}",
+        f"  created: {n['created_at']}",
+    ]
+    if n.get("subject"):
+        lines.append(f"  subject: {n['subject']}")
+    if n.get("idempotency_key"):
+        lines.append(f"  key:     {n['idempotency_key']}")
+    if n.get("next_attempt_at") and n["status"] in ("queued", "sending"):
+        lines.append(f"  next attempt: {n['next_attempt_at']}")
+    lines.append(f"  message: {n['text']}")
+    if n.get("attempts"):
+        lines += ["", attempt_log(n["attempts"])]
+    return "\n".join(lines)
+
+
+def notification_list(items: list[dict[str, Any]]) -> str:
+    rows = [
+        [str(n["id"]), _time(n["created_at"]), str(n["recipient_id"]), n["status"], n.get("channel") or "-",
+         str(n.get("attempt_count", len(n.get("attempts", [])))), n["text"].splitlines()[0][:40] if n["text"] else ""]
+        for n in items
+    ]
+    return table(["id", "time", "to", "status", "channel", "tries", "message"], rows)
+
+
+def recipient_list(items: list[dict[str, Any]]) -> str:
+    rows = [
+        [str(r["id"]), r["name"], r.get("email") or "-", r.get("phone") or "-",
+         str(r["telegram_chat_id"]) if r.get("telegram_chat_id") is not None else "-", r["telegram_state"],
+         ",".join(r.get("opt_out") or []) or "-"]
+        for r in items
+    ]
+    return table(["id", "name", "email", "phone", "telegram chat", "telegram", "opted out"], rows)

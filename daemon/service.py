@@ -1,0 +1,151 @@
+"""The service layer: every operation a client can ask for, shared by the socket and HTTP APIs.
+
+Parameters arrive as untrusted mappings and are validated here (``daemon.validation``);
+results are domain objects the API layers render as JSON.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from daemon import __version__, validation
+from daemon.config import Config
+from daemon.engine import Engine
+from daemon.errors import NotFound
+from daemon.events import EventBus
+from daemon.models import Notification, Recipient, utcnow
+from daemon.storage.base import Store
+
+LIST_LIMIT_MAX = 1000
+
+
+class Service:
+    def __init__(
+        self, config: Config, store: Store, engine: Engine, events: EventBus,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.engine = engine
+        self.events = events
+        self.clock = clock
+        self.started = time.monotonic()
+
+    # -- notifications -----------------------------------------------------------------------
+
+    async def send(self, params: Mapping[str, Any]) -> tuple[Notification, bool]:
+        """Validate and store a notification; returns it and whether it is new (idempotency)."""
+        now = self.clock()
+        new = validation.send_request(params, self.config.chain.default, now)
+        notification, created = await self.store.create_notification(new, now)
+        if created:
+            self.events.publish("notification.created", _summary(notification))
+            self.engine.poke()
+        return notification, created
+
+    async def show(self, params: Mapping[str, Any]) -> Notification:
+        notification_id = validation.integer(params, "id")
+        assert notification_id is not None
+        notification = await self.store.get_notification(notification_id)
+        if notification is None:
+            raise NotFound(f"notification {notification_id} does not exist")
+        return notification
+
+    async def list(self, params: Mapping[str, Any]) -> list[Notification]:
+        limit = validation.integer(params, "limit", required=False) or 50
+        return await self.store.list_notifications(
+            status=validation.status(params.get("status")),
+            recipient_id=validation.integer(params, "recipient_id", required=False),
+            limit=min(limit, LIST_LIMIT_MAX),
+            before_id=validation.integer(params, "before_id", required=False),
+            search=validation.text(params, "search", required=False, max_length=200),
+        )
+
+    async def cancel(self, params: Mapping[str, Any]) -> Notification:
+        notification_id = validation.integer(params, "id")
+        assert notification_id is not None
+        notification = await self.store.cancel(notification_id, self.clock())
+        self.events.publish("notification.status", _summary(notification))
+        return notification
+
+    async def retry(self, params: Mapping[str, Any]) -> Notification:
+        """Redrive a failed (or expired) notification from the start of its chain; its log is kept."""
+        notification_id = validation.integer(params, "id")
+        assert notification_id is not None
+        notification = await self.store.redrive(notification_id, self.clock())
+        self.events.publish("notification.status", _summary(notification))
+        self.engine.poke()
+        return notification
+
+    # -- recipients ----------------------------------------------------------------------------
+
+    async def add_recipient(self, params: Mapping[str, Any]) -> Recipient:
+        fields = validation.recipient_fields(params, partial=False)
+        recipient = await self.store.add_recipient(
+            fields["name"], fields.get("email"), fields.get("phone"), fields.get("telegram_chat_id")
+        )
+        if fields.get("opt_out"):
+            recipient = await self.store.update_recipient(recipient.id, {"opt_out": fields["opt_out"]})
+        self.events.publish("recipient.added", recipient.to_json())
+        return recipient
+
+    async def list_recipients(self, params: Mapping[str, Any]) -> list[Recipient]:
+        return await self.store.list_recipients()
+
+    async def show_recipient(self, params: Mapping[str, Any]) -> Recipient:
+        recipient_id = validation.integer(params, "id")
+        assert recipient_id is not None
+        recipient = await self.store.get_recipient(recipient_id)
+        if recipient is None:
+            raise NotFound(f"recipient {recipient_id} does not exist")
+        return recipient
+
+    async def update_recipient(self, params: Mapping[str, Any]) -> Recipient:
+        recipient_id = validation.integer(params, "id")
+        assert recipient_id is not None
+        fields = validation.recipient_fields(params, partial=True)
+        if "telegram_chat_id" in fields:
+            fields["telegram_blocked"] = False  # a new chat starts unblocked
+        recipient = await self.store.update_recipient(recipient_id, fields)
+        self.events.publish("recipient.updated", recipient.to_json())
+        return recipient
+
+    async def remove_recipient(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        recipient_id = validation.integer(params, "id")
+        assert recipient_id is not None
+        await self.store.remove_recipient(recipient_id)
+        self.events.publish("recipient.removed", {"id": recipient_id})
+        return {"id": recipient_id, "removed": True}
+
+    # -- daemon ----------------------------------------------------------------------------------
+
+    async def status(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        counts = await self.store.counts_by_status()
+        return {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "in_flight": self.engine.in_flight,
+            "counts": counts,
+            "queue_depth": counts.get("queued", 0) + counts.get("sending", 0),
+            "channels": {str(c): c in self.engine.channels for c in self.config.chain.default}
+            | {str(c): True for c in self.engine.channels},
+            "subscribers": self.events.subscriber_count,
+        }
+
+    async def health(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Per channel over the last hour: attempts by outcome, and whether it is enabled."""
+        since = self.clock() - timedelta(hours=1)
+        counts = await self.store.channel_health(since)
+        return {
+            name: {"enabled": any(str(c) == name for c in self.engine.channels), **counts.get(name, {})}
+            for name in ("telegram", "email", "sms")
+        }
+
+
+def _summary(n: Notification) -> dict[str, Any]:
+    data = n.to_json()
+    data.pop("attempts")
+    return data

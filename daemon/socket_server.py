@@ -1,0 +1,194 @@
+"""The Unix socket server: newline-delimited JSON requests, one reply per request, and the
+``subscribe`` stream. Transport only: every operation is a call into ``daemon.service``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from daemon import protocol
+from daemon.errors import FnotifyError, StorageError, ValidationError
+from daemon.service import Service
+
+log = logging.getLogger(__name__)
+
+SOCKET_MODE = 0o660
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def _render(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_render(v) for v in value]
+    to_json = getattr(value, "to_json", None)
+    return to_json() if to_json else value
+
+
+class SocketServer:
+    def __init__(self, service: Service, path: Path, *, max_connections: int = 256,
+                 extra_ops: dict[str, Handler] | None = None) -> None:
+        self.service = service
+        self.path = path
+        self.max_connections = max_connections
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
+        self._ops: dict[str, Handler] = {
+            "ping": self._ping,
+            "status": service.status,
+            "health": service.health,
+            "send": self._send,
+            "show": service.show,
+            "list": service.list,
+            "cancel": service.cancel,
+            "retry": service.retry,
+            "recipient.add": service.add_recipient,
+            "recipient.list": service.list_recipients,
+            "recipient.show": service.show_recipient,
+            "recipient.update": service.update_recipient,
+            "recipient.remove": service.remove_recipient,
+            **(extra_ops or {}),
+        }
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on ``sock`` (socket activation) or bind ``path`` with mode 0660."""
+        if sock is not None:
+            self._server = await asyncio.start_unix_server(self._handle, sock=sock, limit=protocol.MAX_LINE)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await self._remove_stale_socket()
+        old_umask = os.umask(0o117)  # the file is born 0660: no window where it is world-writable
+        try:
+            self._server = await asyncio.start_unix_server(self._handle, path=str(self.path),
+                                                           limit=protocol.MAX_LINE)
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, SOCKET_MODE)
+
+    async def _remove_stale_socket(self) -> None:
+        if not self.path.exists():
+            return
+        if not stat.S_ISSOCK(self.path.stat().st_mode):
+            raise FnotifyError(f"{self.path} exists and is not a socket; refusing to replace it")
+        try:
+            _, writer = await asyncio.open_unix_connection(str(self.path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            self.path.unlink(missing_ok=True)  # left behind by a daemon that died
+            return
+        writer.close()
+        raise FnotifyError(f"another daemon is already listening on {self.path}")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
+            await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            if self.path.exists() and stat.S_ISSOCK(self.path.stat().st_mode):
+                self.path.unlink()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if len(self._connections) >= self.max_connections:
+            writer.write(protocol.encode(protocol.error(None, "busy", "too many connections; try again")))
+            await _close(writer)
+            return
+        self._connections.add(task)
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._connections.discard(task)
+            await _close(writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                line = await reader.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                writer.write(protocol.encode(protocol.error(
+                    None, "too_large", f"request exceeds {protocol.MAX_LINE} bytes; connection closed")))
+                await writer.drain()
+                return
+            if not line:
+                return
+            if not line.strip():
+                continue
+            try:
+                request = protocol.decode_request(line)
+            except protocol.ProtocolError as exc:
+                writer.write(protocol.encode(protocol.error(None, "bad_request", str(exc), exc.field)))
+                await writer.drain()
+                continue
+            if request.op == "subscribe":
+                await self._stream(request, reader, writer)
+                return
+            writer.write(protocol.encode(await self.dispatch(request)))
+            await writer.drain()
+
+    async def dispatch(self, request: protocol.Request) -> dict[str, Any]:
+        handler = self._ops.get(request.op)
+        if handler is None:
+            return protocol.error(request.id, "unsupported", f"op {request.op!r} is not available in this daemon")
+        try:
+            return protocol.ok(request.id, _render(await handler(request.params)))
+        except ValidationError as exc:
+            return protocol.error(request.id, exc.code, str(exc), exc.field)
+        except StorageError as exc:
+            log.error("%s failed: %s", request.op, exc)
+            return protocol.error(request.id, exc.code, str(exc))
+        except FnotifyError as exc:
+            return protocol.error(request.id, exc.code, str(exc))
+        except Exception:
+            log.exception("op %s failed unexpectedly", request.op)
+            return protocol.error(request.id, "internal", "internal error; see the daemon log")
+
+    async def _send(self, params: dict[str, Any]) -> dict[str, Any]:
+        notification, created = await self.service.send(params)
+        return {**notification.to_json(), "created": created}
+
+    async def _ping(self, params: dict[str, Any]) -> str:
+        return "pong"
+
+    async def _stream(self, request: protocol.Request, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        kinds = request.params.get("events")
+        if kinds is not None and not (isinstance(kinds, list) and all(isinstance(k, str) for k in kinds)):
+            writer.write(protocol.encode(protocol.error(request.id, "invalid", "events: must be a list of strings",
+                                                        "events")))
+            return
+        with self.service.events.subscribe() as events:
+            writer.write(protocol.encode(protocol.ok(request.id, {"subscribed": kinds or "all"})))
+            await writer.drain()
+            closed = asyncio.ensure_future(reader.read())  # EOF (or anything) from the client ends the stream
+            try:
+                while True:
+                    next_event = asyncio.ensure_future(events.get())
+                    done, _ = await asyncio.wait({next_event, closed}, return_when=asyncio.FIRST_COMPLETED)
+                    if closed in done:
+                        next_event.cancel()
+                        return
+                    event = next_event.result()
+                    if event is None:
+                        return
+                    if kinds is None or event["event"] in kinds or event["event"] == "overflow":
+                        writer.write(protocol.encode(event))
+                        await writer.drain()
+            finally:
+                closed.cancel()
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.wait_closed()

@@ -1,0 +1,82 @@
+"""The narrow async interface the daemon needs from a store.
+
+SQLite implements it today; a PostgreSQL store for several daemons will implement the same
+protocol (claiming with ``FOR UPDATE SKIP LOCKED`` where SQLite uses one writer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from daemon.models import Attempt, Channel, NewNotification, Notification, Outcome, Recipient, Status
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """How one attempt ended, written together with the notification's next state."""
+
+    outcome: Outcome
+    error: str | None = None
+    provider_message_id: str | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationUpdate:
+    """The notification's state after an attempt: where in the chain, and when to try next."""
+
+    status: Status
+    position: int
+    tries: int
+    next_attempt_at: datetime | None  # None: final or waiting on nothing
+    release: bool = True  # clear the in-flight claim
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # recipients
+    async def add_recipient(
+        self, name: str, email: str | None, phone: str | None, telegram_chat_id: int | None
+    ) -> Recipient: ...
+    async def get_recipient(self, recipient_id: int) -> Recipient | None: ...
+    async def list_recipients(self) -> list[Recipient]: ...
+    async def update_recipient(self, recipient_id: int, fields: dict[str, Any]) -> Recipient: ...
+    async def remove_recipient(self, recipient_id: int) -> None: ...
+
+    # notifications
+    async def create_notification(self, new: NewNotification, now: datetime) -> tuple[Notification, bool]: ...
+    async def get_notification(self, notification_id: int) -> Notification | None: ...
+    async def list_notifications(
+        self,
+        status: Status | None = None,
+        recipient_id: int | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+        search: str | None = None,
+    ) -> list[Notification]: ...
+    async def cancel(self, notification_id: int, now: datetime) -> Notification: ...
+    async def redrive(self, notification_id: int, now: datetime) -> Notification: ...
+
+    # the engine's side
+    async def recover_interrupted(self, now: datetime) -> int: ...
+    async def claim_due(self, now: datetime, limit: int) -> list[Notification]: ...
+    async def next_due_time(self) -> datetime | None: ...
+    async def start_attempt(self, notification_id: int, channel: Channel, now: datetime, tries: int) -> int: ...
+    async def finish_attempt(
+        self,
+        attempt_id: int | None,
+        notification_id: int,
+        channel: Channel,
+        record: AttemptRecord,
+        update: NotificationUpdate,
+        now: datetime,
+    ) -> tuple[Attempt, Status]: ...
+    async def set_telegram_blocked(self, recipient_id: int, blocked: bool) -> None: ...
+
+    # operators
+    async def counts_by_status(self) -> dict[str, int]: ...
+    async def channel_health(self, since: datetime) -> dict[str, dict[str, int]]: ...

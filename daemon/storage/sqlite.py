@@ -1,0 +1,474 @@
+"""SQLite store (aiosqlite, WAL). All writes go through one group-commit writer; reads use a
+second connection so they never wait behind a write transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from daemon.errors import Conflict, NotFound, StorageError
+from daemon.models import (
+    Attempt,
+    Channel,
+    NewNotification,
+    Notification,
+    Outcome,
+    Recipient,
+    Status,
+)
+from daemon.storage.base import AttemptRecord, NotificationUpdate
+from daemon.storage.writer import GroupCommitWriter
+
+APPLICATION_ID = 0x666E6F74  # "fnot": tells our database from a foreign SQLite file
+SCHEMA_VERSION = 1
+FINAL = tuple(str(s) for s in (Status.DELIVERED, Status.ACKNOWLEDGED, Status.FAILED, Status.CANCELLED,
+                               Status.EXPIRED))
+_FINAL_SQL = ",".join(f"'{s}'" for s in FINAL)
+RECIPIENT_FIELDS = ("name", "email", "phone", "telegram_chat_id", "opt_out", "telegram_blocked")
+
+
+def _ts(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def _dt(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+def _recipient(row: sqlite3.Row) -> Recipient:
+    return Recipient(
+        id=row["id"],
+        name=row["name"],
+        email=row["email"],
+        phone=row["phone"],
+        telegram_chat_id=row["telegram_chat_id"],
+        opt_out=frozenset(Channel(c) for c in row["opt_out"].split(",") if c),
+        telegram_blocked=bool(row["telegram_blocked"]),
+        created_at=datetime.fromtimestamp(row["created_at"], UTC),
+    )
+
+
+def _attempt(row: sqlite3.Row) -> Attempt:
+    return Attempt(
+        id=row["id"],
+        notification_id=row["notification_id"],
+        channel=Channel(row["channel"]),
+        outcome=Outcome(row["outcome"]) if row["outcome"] else None,
+        error=row["error"],
+        provider_message_id=row["provider_message_id"],
+        started_at=datetime.fromtimestamp(row["started_at"], UTC),
+        finished_at=_dt(row["finished_at"]),
+        retry_at=_dt(row["retry_at"]),
+    )
+
+
+def _notification(row: sqlite3.Row, attempts: tuple[Attempt, ...] = ()) -> Notification:
+    return Notification(
+        id=row["id"],
+        recipient_id=row["recipient_id"],
+        text=row["text"],
+        subject=row["subject"],
+        chain=tuple(Channel(c) for c in row["chain"].split(",")),
+        status=Status(row["status"]),
+        idempotency_key=row["idempotency_key"],
+        position=row["position"],
+        tries_on_channel=row["tries"],
+        next_attempt_at=_dt(row["next_attempt_at"]),
+        created_at=datetime.fromtimestamp(row["created_at"], UTC),
+        updated_at=datetime.fromtimestamp(row["updated_at"], UTC),
+        deadline=_dt(row["deadline"]),
+        ack_timeout=row["ack_timeout"],
+        attempts=attempts,
+    )
+
+
+class SqliteStore:
+    """The SQLite implementation of ``daemon.storage.base.Store``."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._write: aiosqlite.Connection | None = None
+        self._read: aiosqlite.Connection | None = None
+        self._writer: GroupCommitWriter | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._write = await self._connect()
+            await self._check_identity(self._write)
+            await self._write.execute("PRAGMA journal_mode = WAL")
+            await self._write.executescript(resources.files("daemon.storage").joinpath("schema.sql").read_text())
+            await self._write.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            await self._write.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._read = await self._connect()
+        except sqlite3.DatabaseError as exc:
+            await self.close()
+            raise StorageError(f"{self.path}: cannot open the database: {exc}") from None
+        self._writer = GroupCommitWriter(self._write)
+        self._writer.start()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    async def _check_identity(self, conn: aiosqlite.Connection) -> None:
+        """Refuse a file that is not ours (or from a newer version) instead of writing into it."""
+        app_id = (await (await conn.execute("PRAGMA application_id")).fetchone())[0]  # type: ignore[index]
+        version = (await (await conn.execute("PRAGMA user_version")).fetchone())[0]  # type: ignore[index]
+        tables = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+        if app_id == 0 and not tables:
+            return  # a new, empty database
+        if app_id != APPLICATION_ID:
+            raise StorageError(f"{self.path}: not a failover-notify database (application_id {app_id:#x})")
+        if version > SCHEMA_VERSION:
+            raise StorageError(f"{self.path}: schema version {version} is newer than this daemon ({SCHEMA_VERSION})")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+        for conn in (self._read, self._write):
+            if conn is not None:
+                await conn.close()
+        self._read = self._write = None
+
+    @property
+    def _r(self) -> aiosqlite.Connection:
+        if self._read is None:
+            raise StorageError("storage is not open")
+        return self._read
+
+    async def _submit(self, op: Any) -> Any:
+        if self._writer is None:
+            raise StorageError("storage is not open")
+        return await self._writer.submit(op)
+
+    async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        async with self._r.execute(sql, params) as cur:
+            row: sqlite3.Row | None = await cur.fetchone()
+            return row
+
+    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return list(await self._r.execute_fetchall(sql, params))  # type: ignore[arg-type]
+
+    # -- recipients ------------------------------------------------------------------------
+
+    async def add_recipient(
+        self, name: str, email: str | None, phone: str | None, telegram_chat_id: int | None
+    ) -> Recipient:
+        now = datetime.now(UTC).timestamp()
+
+        async def op(conn: aiosqlite.Connection) -> int:
+            if telegram_chat_id is not None:
+                await _ensure_chat_free(conn, telegram_chat_id, None)
+            cur = await conn.execute(
+                "INSERT INTO recipients (name, email, phone, telegram_chat_id, created_at) VALUES (?,?,?,?,?)",
+                (name, email, phone, telegram_chat_id, now),
+            )
+            return cur.lastrowid or 0
+
+        new_id = await self._submit(op)
+        return await self._must_recipient(new_id)
+
+    async def get_recipient(self, recipient_id: int) -> Recipient | None:
+        row = await self._one("SELECT * FROM recipients WHERE id = ?", (recipient_id,))
+        return _recipient(row) if row else None
+
+    async def get_recipient_by_chat(self, chat_id: int) -> Recipient | None:
+        row = await self._one("SELECT * FROM recipients WHERE telegram_chat_id = ?", (chat_id,))
+        return _recipient(row) if row else None
+
+    async def _must_recipient(self, recipient_id: int) -> Recipient:
+        recipient = await self.get_recipient(recipient_id)
+        if recipient is None:
+            raise NotFound(f"recipient {recipient_id} does not exist")
+        return recipient
+
+    async def list_recipients(self) -> list[Recipient]:
+        return [_recipient(r) for r in await self._all("SELECT * FROM recipients ORDER BY id")]
+
+    async def update_recipient(self, recipient_id: int, fields: dict[str, Any]) -> Recipient:
+        unknown = set(fields) - set(RECIPIENT_FIELDS)
+        if unknown:
+            raise ValueError(f"not recipient fields: {sorted(unknown)}")
+        values = dict(fields)
+        if "opt_out" in values:
+            values["opt_out"] = ",".join(sorted(str(c) for c in values["opt_out"]))
+        if "telegram_blocked" in values:
+            values["telegram_blocked"] = int(bool(values["telegram_blocked"]))
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            if await (await conn.execute("SELECT 1 FROM recipients WHERE id = ?", (recipient_id,))).fetchone() is None:
+                raise NotFound(f"recipient {recipient_id} does not exist")
+            if values.get("telegram_chat_id") is not None:
+                await _ensure_chat_free(conn, values["telegram_chat_id"], recipient_id)
+            if values:
+                assignments = ", ".join(f"{k} = ?" for k in values)
+                await conn.execute(
+                    f"UPDATE recipients SET {assignments} WHERE id = ?", (*values.values(), recipient_id)
+                )
+
+        await self._submit(op)
+        return await self._must_recipient(recipient_id)
+
+    async def remove_recipient(self, recipient_id: int) -> None:
+        async def op(conn: aiosqlite.Connection) -> None:
+            pending = await (await conn.execute(
+                f"SELECT count(*) FROM notifications WHERE recipient_id = ? AND status NOT IN ({_FINAL_SQL})",
+                (recipient_id,),
+            )).fetchone()
+            if pending and pending[0]:
+                raise Conflict(f"recipient {recipient_id} has {pending[0]} unfinished notification(s); cancel them first")
+            cur = await conn.execute("DELETE FROM recipients WHERE id = ?", (recipient_id,))
+            if cur.rowcount == 0:
+                raise NotFound(f"recipient {recipient_id} does not exist")
+
+        await self._submit(op)
+
+    async def set_telegram_blocked(self, recipient_id: int, blocked: bool) -> None:
+        await self.update_recipient(recipient_id, {"telegram_blocked": blocked})
+
+    # -- notifications ---------------------------------------------------------------------
+
+    async def create_notification(self, new: NewNotification, now: datetime) -> tuple[Notification, bool]:
+        ts = now.timestamp()
+
+        async def op(conn: aiosqlite.Connection) -> tuple[int, bool]:
+            if new.idempotency_key is not None:
+                row = await (await conn.execute(
+                    "SELECT id FROM notifications WHERE idempotency_key = ?", (new.idempotency_key,)
+                )).fetchone()
+                if row is not None:
+                    return row[0], False
+            if await (await conn.execute(
+                "SELECT 1 FROM recipients WHERE id = ?", (new.recipient_id,)
+            )).fetchone() is None:
+                raise NotFound(f"recipient {new.recipient_id} does not exist")
+            cur = await conn.execute(
+                "INSERT INTO notifications (recipient_id, text, subject, chain, status, idempotency_key,"
+                " next_attempt_at, deadline, ack_timeout, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (new.recipient_id, new.text, new.subject, ",".join(new.chain), str(Status.QUEUED),
+                 new.idempotency_key, ts, _ts(new.deadline), new.ack_timeout, ts, ts),
+            )
+            return cur.lastrowid or 0, True
+
+        notification_id, created = await self._submit(op)
+        notification = await self.get_notification(notification_id)
+        assert notification is not None
+        return notification, created
+
+    async def get_notification(self, notification_id: int) -> Notification | None:
+        row = await self._one("SELECT * FROM notifications WHERE id = ?", (notification_id,))
+        if row is None:
+            return None
+        attempts = await self._all(
+            "SELECT * FROM attempts WHERE notification_id = ? ORDER BY id", (notification_id,)
+        )
+        return _notification(row, tuple(_attempt(a) for a in attempts))
+
+    async def list_notifications(
+        self,
+        status: Status | None = None,
+        recipient_id: int | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+        search: str | None = None,
+    ) -> list[Notification]:
+        where, params = [], []
+        for clause, value in (("status = ?", status), ("recipient_id = ?", recipient_id), ("id < ?", before_id)):
+            if value is not None:
+                where.append(clause)
+                params.append(str(value) if isinstance(value, Status) else value)
+        if search:
+            where.append("instr(lower(text), lower(?)) > 0")
+            params.append(search)
+        sql = "SELECT * FROM notifications"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await self._all(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        attempts: dict[int, list[Attempt]] = {i: [] for i in ids}
+        marks = ",".join("?" * len(ids))
+        for a in await self._all(f"SELECT * FROM attempts WHERE notification_id IN ({marks}) ORDER BY id", tuple(ids)):
+            attempts[a["notification_id"]].append(_attempt(a))
+        return [_notification(r, tuple(attempts[r["id"]])) for r in rows]
+
+    async def _set_status_if(
+        self, notification_id: int, now: datetime, allowed: tuple[str, ...], sets: str, verb: str
+    ) -> Notification:
+        async def op(conn: aiosqlite.Connection) -> None:
+            row = await (await conn.execute(
+                "SELECT status FROM notifications WHERE id = ?", (notification_id,)
+            )).fetchone()
+            if row is None:
+                raise NotFound(f"notification {notification_id} does not exist")
+            if row[0] not in allowed:
+                raise Conflict(f"notification {notification_id} is {row[0]}: cannot {verb} it")
+            await conn.execute(
+                f"UPDATE notifications SET {sets}, updated_at = ? WHERE id = ?", (now.timestamp(), notification_id)
+            )
+
+        await self._submit(op)
+        notification = await self.get_notification(notification_id)
+        assert notification is not None
+        return notification
+
+    async def cancel(self, notification_id: int, now: datetime) -> Notification:
+        return await self._set_status_if(
+            notification_id, now, (str(Status.QUEUED), str(Status.SENDING)),
+            f"status = '{Status.CANCELLED}', next_attempt_at = NULL", "cancel",
+        )
+
+    async def redrive(self, notification_id: int, now: datetime) -> Notification:
+        return await self._set_status_if(
+            notification_id, now, (str(Status.FAILED), str(Status.EXPIRED)),
+            f"status = '{Status.QUEUED}', position = 0, tries = 0, deadline = NULL,"
+            f" next_attempt_at = {now.timestamp()!r}", "retry",
+        )
+
+    # -- the engine's side -----------------------------------------------------------------
+
+    async def recover_interrupted(self, now: datetime) -> int:
+        ts = now.timestamp()
+
+        async def op(conn: aiosqlite.Connection) -> int:
+            cur = await conn.execute(
+                "UPDATE attempts SET outcome = ?, finished_at = ?, error = ? WHERE finished_at IS NULL",
+                (str(Outcome.INTERRUPTED), ts, "the daemon stopped while this attempt was in flight"),
+            )
+            await conn.execute(
+                f"UPDATE notifications SET in_flight = 0, next_attempt_at = ?, updated_at = ?"
+                f" WHERE in_flight = 1 AND status NOT IN ({_FINAL_SQL})",
+                (ts, ts),
+            )
+            await conn.execute("UPDATE notifications SET in_flight = 0 WHERE in_flight = 1")
+            return cur.rowcount
+
+        result: int = await self._submit(op)
+        return result
+
+    async def claim_due(self, now: datetime, limit: int) -> list[Notification]:
+        ts = now.timestamp()
+
+        async def op(conn: aiosqlite.Connection) -> list[sqlite3.Row]:
+            return list(await conn.execute_fetchall(
+                "UPDATE notifications SET in_flight = 1, updated_at = ? WHERE id IN ("
+                " SELECT id FROM notifications WHERE next_attempt_at <= ? AND in_flight = 0"
+                " ORDER BY next_attempt_at LIMIT ?) RETURNING *",
+                (ts, ts, limit),
+            ))
+
+        rows: list[sqlite3.Row] = await self._submit(op)
+        return [_notification(r) for r in rows]
+
+    async def next_due_time(self) -> datetime | None:
+        row = await self._one("SELECT min(next_attempt_at) FROM notifications WHERE in_flight = 0")
+        return _dt(row[0]) if row else None
+
+    async def start_attempt(self, notification_id: int, channel: Channel, now: datetime, tries: int) -> int:
+        ts = now.timestamp()
+
+        async def op(conn: aiosqlite.Connection) -> int:
+            cur = await conn.execute(
+                "INSERT INTO attempts (notification_id, channel, started_at) VALUES (?,?,?)",
+                (notification_id, str(channel), ts),
+            )
+            await conn.execute(
+                f"UPDATE notifications SET status = '{Status.SENDING}', tries = ?, updated_at = ?"
+                f" WHERE id = ? AND status NOT IN ({_FINAL_SQL})",
+                (tries, ts, notification_id),
+            )
+            return cur.lastrowid or 0
+
+        result: int = await self._submit(op)
+        return result
+
+    async def finish_attempt(
+        self,
+        attempt_id: int | None,
+        notification_id: int,
+        channel: Channel,
+        record: AttemptRecord,
+        update: NotificationUpdate,
+        now: datetime,
+    ) -> tuple[Attempt, Status]:
+        ts = now.timestamp()
+
+        async def op(conn: aiosqlite.Connection) -> tuple[int, float, str]:
+            values = (str(record.outcome), record.error, record.provider_message_id, ts, _ts(record.retry_at))
+            if attempt_id is None:  # skipped: an attempt that never started
+                cur = await conn.execute(
+                    "INSERT INTO attempts (outcome, error, provider_message_id, finished_at, retry_at,"
+                    " notification_id, channel, started_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (*values, notification_id, str(channel), ts),
+                )
+                aid, started = cur.lastrowid or 0, ts
+            else:
+                row = await (await conn.execute(
+                    "UPDATE attempts SET outcome = ?, error = ?, provider_message_id = ?, finished_at = ?,"
+                    " retry_at = ? WHERE id = ? RETURNING started_at", (*values, attempt_id),
+                )).fetchone()
+                aid, started = attempt_id, row[0] if row else ts
+            await conn.execute(
+                f"UPDATE notifications SET status = ?, position = ?, tries = ?, next_attempt_at = ?,"
+                f" in_flight = CASE WHEN ? THEN 0 ELSE in_flight END, updated_at = ?"
+                f" WHERE id = ? AND status NOT IN ({_FINAL_SQL})",
+                (str(update.status), update.position, update.tries, _ts(update.next_attempt_at),
+                 int(update.release), ts, notification_id),
+            )
+            # a notification cancelled while in flight keeps its status but drops its claim
+            await conn.execute(
+                f"UPDATE notifications SET in_flight = 0 WHERE id = ? AND status IN ({_FINAL_SQL})",
+                (notification_id,),
+            )
+            status = await (await conn.execute(
+                "SELECT status FROM notifications WHERE id = ?", (notification_id,)
+            )).fetchone()
+            return aid, started, status[0] if status else str(update.status)
+
+        aid, started, status = await self._submit(op)
+        attempt = Attempt(
+            id=aid, notification_id=notification_id, channel=channel, outcome=record.outcome, error=record.error,
+            provider_message_id=record.provider_message_id, started_at=datetime.fromtimestamp(started, UTC),
+            finished_at=now, retry_at=record.retry_at,
+        )
+        return attempt, Status(status)
+
+    # -- operators -------------------------------------------------------------------------
+
+    async def counts_by_status(self) -> dict[str, int]:
+        rows = await self._all("SELECT status, count(*) FROM notifications GROUP BY status")
+        return {r[0]: r[1] for r in rows}
+
+    async def channel_health(self, since: datetime) -> dict[str, dict[str, int]]:
+        rows = await self._all(
+            "SELECT channel, outcome, count(*) FROM attempts WHERE finished_at >= ? GROUP BY channel, outcome",
+            (since.timestamp(),),
+        )
+        health: dict[str, dict[str, int]] = {}
+        for channel, outcome, count in rows:
+            health.setdefault(channel, {})[outcome] = count
+        return health
+
+
+async def _ensure_chat_free(conn: aiosqlite.Connection, chat_id: int, recipient_id: int | None) -> None:
+    row = await (await conn.execute(
+        "SELECT id FROM recipients WHERE telegram_chat_id = ?", (chat_id,)
+    )).fetchone()
+    if row is not None and row[0] != recipient_id:
+        raise Conflict(f"Telegram chat {chat_id} is already linked to recipient {row[0]}")
