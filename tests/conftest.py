@@ -1,0 +1,79 @@
+"""Shared fixtures: a short temporary directory (Unix socket paths are limited to 108 bytes),
+config builders, and an in-process daemon on a real Unix socket."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.app import Daemon
+from daemon.client import DaemonClient
+from daemon.config import Config, parse_config
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="fn-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
+    """A config with fast retries on ``state_dir``; ``sections`` override per section."""
+    raw: dict[str, Any] = {
+        "daemon": {"state_dir": str(state_dir), "shutdown_grace": 2.0},
+        "retry": {"attempts_per_channel": 3, "backoff_initial": 0.05, "backoff_max": 0.2},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return parse_config(raw)
+
+
+class RunningDaemon:
+    def __init__(self, daemon: Daemon, client: DaemonClient) -> None:
+        self.daemon = daemon
+        self.client = client
+
+    @property
+    def config(self) -> Config:
+        return self.daemon.config
+
+    async def call(self, op: str, **params: Any) -> Any:
+        return await self.client.call(op, **params)
+
+    async def wait_final(self, notification_id: int, timeout: float = 10.0) -> dict[str, Any]:
+        """Poll (tests only) until the notification is final; fails the test on timeout."""
+        import asyncio
+
+        final = {"delivered", "acknowledged", "failed", "cancelled", "expired"}
+        async with asyncio.timeout(timeout):
+            while True:
+                n: dict[str, Any] = await self.call("show", id=notification_id)
+                if n["status"] in final:
+                    return n
+                await asyncio.sleep(0.02)
+
+
+async def start_daemon(config: Config) -> RunningDaemon:
+    daemon = Daemon(config)
+    await daemon.start()
+    client = await DaemonClient(config.daemon.socket_path).connect()
+    return RunningDaemon(daemon, client)
+
+
+async def stop_daemon(running: RunningDaemon) -> None:
+    await running.client.close()
+    await running.daemon.stop()
+
+
+@pytest.fixture
+async def bare_daemon(short_tmp: Path) -> AsyncIterator[RunningDaemon]:
+    """A daemon with every channel disabled: for API, validation and skip-rule tests."""
+    running = await start_daemon(make_config(short_tmp))
+    yield running
+    await stop_daemon(running)
