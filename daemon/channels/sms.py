@@ -1,0 +1,202 @@
+"""SMS adapter: Twilio's Messages API or a generic JSON webhook, over one reused httpx client.
+
+This is the only module that looks at httpx errors for SMS; it maps them, and the provider's
+HTTP answers, onto the daemon's tree::
+
+    2xx                                   delivered; the provider's message id is returned
+    429                                   TransientError, retry_after from ``Retry-After``
+    408, 5xx, network error, timeout      TransientError
+    any other 4xx (bad number, STOP, ...) PermanentError, with Twilio's code and message
+
+Error texts pass through a redactor, so the auth token never reaches the attempt log.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+import httpx
+
+from daemon.channels.base import OutgoingMessage
+from daemon.config import SmsConfig
+from daemon.errors import ConfigError, PermanentError, TransientError
+from daemon.models import Channel, Recipient
+from daemon.redact import Redactor
+
+log = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 10
+USER_AGENT = "failover-notify/0.1"
+
+
+class SmsChannel:
+    """ChannelAdapter for SMS. Construct once; ``close()`` on shutdown."""
+
+    name = Channel.SMS
+
+    def __init__(self, config: SmsConfig) -> None:
+        self.provider = config.provider
+        self._token = config.auth_token.get_secret_value() if config.auth_token else None
+        self._sender = config.sender
+        self._redact = Redactor([self._token] if self._token else [])
+        self._account_sid = ""
+        self._base = ""
+        self._webhook_url = ""
+        if config.provider == "twilio":
+            if not (config.account_sid and self._token and config.sender):
+                raise ConfigError('[sms] account_sid, auth_token, sender: required for provider = "twilio"')
+            self._account_sid = config.account_sid
+            self._base = (
+                f"{config.base_url.rstrip('/')}/2010-04-01/Accounts/{quote(config.account_sid, safe='')}"
+            )
+        else:
+            if not config.webhook_url:
+                raise ConfigError('[sms] webhook_url: required for provider = "webhook"')
+            self._webhook_url = config.webhook_url
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(config.timeout),
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    # --- ChannelAdapter --------------------------------------------------------------------
+
+    def unavailable_reason(self, recipient: Recipient) -> str | None:
+        """Why SMS cannot reach this recipient, or None."""
+        if not recipient.phone:
+            return "no phone number"
+        if Channel.SMS in recipient.opt_out:
+            return "opted out of SMS"
+        return None
+
+    async def send(self, message: OutgoingMessage) -> str | None:
+        """Hand the text to the provider; return its message id (Twilio's ``sid``)."""
+        phone = message.recipient.phone
+        if not phone:
+            raise PermanentError("SMS: recipient has no phone number")
+        if self.provider == "twilio":
+            response = await self._request(
+                "POST",
+                f"{self._base}/Messages.json",
+                data={"To": phone, "From": self._sender, "Body": message.text},
+                auth=self._basic_auth(),
+            )
+            self._raise_for_status(response)
+            message_id = _json_field(response, "sid")
+            if message_id is None:
+                log.warning("SMS: Twilio accepted notification %s without a sid", message.notification_id)
+            return message_id
+        response = await self._request(
+            "POST",
+            self._webhook_url,
+            json={"to": phone, "from": self._sender, "body": message.text},
+            headers=self._bearer(),
+        )
+        self._raise_for_status(response)
+        return _json_field(response, "id", "sid", "message_id")
+
+    async def check(self) -> str:
+        """Twilio: fetch the account resource (proves the credentials). Webhook: reachability only."""
+        if self.provider == "twilio":
+            response = await self._request("GET", f"{self._base}.json", auth=self._basic_auth())
+            if response.status_code == 401:
+                raise PermanentError(f"SMS: Twilio credentials rejected for account {self._account_sid}")
+            self._raise_for_status(response)
+            status = _json_field(response, "status")
+            return f"twilio account {self._account_sid}" + (f" ({status})" if status else "")
+        response = await self._request("OPTIONS", self._webhook_url, headers=self._bearer())
+        if response.status_code >= 500:
+            raise TransientError(f"SMS webhook answered HTTP {response.status_code} to OPTIONS")
+        return "webhook reachable (no auth check)"
+
+    async def close(self) -> None:
+        """Close the pooled connections."""
+        await self._client.aclose()
+
+    # --- HTTP and classification -----------------------------------------------------------
+
+    def _basic_auth(self) -> httpx.BasicAuth:
+        return httpx.BasicAuth(self._account_sid, self._token or "")
+
+    def _bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._client.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise TransientError(
+                self._redact(f"SMS {self.provider}: timed out ({type(exc).__name__})")
+            ) from exc
+        except httpx.TransportError as exc:
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise TransientError(self._redact(f"SMS {self.provider}: unreachable ({detail})")) from exc
+
+    def _raise_for_status(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        self._fail(status, response)
+
+    def _fail(self, status: int, response: httpx.Response) -> NoReturn:
+        text = self._redact(self._describe(status, response))
+        if status == 429:
+            raise TransientError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        if status == 408 or status >= 500:
+            raise TransientError(text)
+        raise PermanentError(text)
+
+    def _describe(self, status: int, response: httpx.Response) -> str:
+        """One line: the provider's own code and message when the body has them."""
+        data = _json_body(response)
+        if self.provider == "twilio":
+            code, msg = data.get("code"), data.get("message")
+            if code is not None and msg:
+                return f"Twilio {code}: {msg} (HTTP {status})"
+            return f"Twilio HTTP {status} {response.reason_phrase}".rstrip()
+        detail = data.get("error") or data.get("message") or data.get("detail")
+        if not isinstance(detail, str):
+            detail = response.text[:200].strip() if not data else ""
+        suffix = f": {detail}" if detail else ""
+        return f"SMS webhook HTTP {status}{suffix}"
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+        return max(seconds, 0.0)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _json_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:  # includes JSONDecodeError and a body that is not UTF-8
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _json_field(response: httpx.Response, *keys: str) -> str | None:
+    data = _json_body(response)
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            return str(value)
+    return None

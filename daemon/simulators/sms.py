@@ -1,0 +1,378 @@
+"""A loopback SMS provider: Twilio's Messages API as Twilio serves it, plus a generic JSON webhook.
+
+Twilio side::
+
+    POST /2010-04-01/Accounts/{AccountSid}/Messages.json   form To, From, Body; basic auth
+         -> 201 message resource (sid "SM" + 32 hex, status "queued", num_segments, ...)
+    GET  /2010-04-01/Accounts/{AccountSid}.json            the account resource (an auth check)
+
+Errors are Twilio's JSON: ``{"code", "message", "more_info", "status"}``.
+
+Webhook side: ``POST /webhook`` with JSON ``{"to", "from", "body"}`` -> 200 ``{"id": ...}``,
+checking ``Authorization: Bearer <webhook_token>`` when a token is configured.
+
+Faults (``self.faults``, target = the To number) are consulted once per message, after the
+credentials are accepted: down closes the connection without an answer, error is a 500,
+rate_limit a 429 with ``Retry-After``, permanent a 400 code 21211 (invalid number), blocked a 400
+code 21610 (the recipient replied STOP), latency sleeps and then serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any, Literal
+
+from aiohttp import BasicAuth, hdrs, web
+
+from daemon.channels.sms_segments import sms_segments
+from daemon.simulators.faults import FaultPlan, FaultRule
+
+log = logging.getLogger(__name__)
+
+API = "/2010-04-01"
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+MAX_BODY = 1600
+READY_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class SmsRecord:
+    """One message the simulator accepted."""
+
+    provider: Literal["twilio", "webhook"]
+    to: str
+    from_: str | None
+    body: str
+    sid: str
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "to": self.to,
+            "from": self.from_,
+            "body": self.body,
+            "sid": self.sid,
+            "received_at": self.received_at.isoformat(timespec="milliseconds"),
+        }
+
+
+def twilio_error(
+    status: int, code: int, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A Twilio-shaped error response."""
+    payload = {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+    return web.json_response(payload, status=status, headers=headers)
+
+
+def _retry_after(seconds: float) -> str:
+    # HTTP wants whole seconds; a fractional value is kept so tests can ask for fast retries
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+class _DropConnection(Exception):
+    """Raised after the transport was closed: nothing is to be answered."""
+
+
+class SmsSimulator:
+    """Twilio Messages API and a JSON webhook on 127.0.0.1, with fault injection and a message log."""
+
+    def __init__(
+        self,
+        account_sid: str = "ACtest",
+        auth_token: str = "test-auth-token",
+        *,
+        webhook_token: str | None = None,
+        faults: FaultPlan | None = None,
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.webhook_token = webhook_token
+        self.faults = faults if faults is not None else FaultPlan()
+        self.messages: list[SmsRecord] = []
+        self.requests = 0
+        self._peers: set[tuple[Any, ...]] = set()
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.base_url: str | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._drop_middleware])
+        app.router.add_post(f"{API}/Accounts/{{sid}}/Messages.json", self._twilio_send)
+        app.router.add_get(f"{API}/Accounts/{{sid}}.json", self._twilio_account)
+        app.router.add_post("/webhook", self._webhook_send)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on ``host:port`` (loopback only; port 0 picks one) and return the base URL."""
+        if not _is_loopback(host):
+            raise ValueError(f"host: the SMS simulator only binds loopback, not {host!r}")
+        if self._runner is not None:
+            raise RuntimeError("SMS simulator already started")
+        runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+            bound_host, bound_port = runner.addresses[0][:2]
+            await _prove_listening(bound_host, bound_port)
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self.base_url = f"http://{shown}:{bound_port}"
+        log.debug("SMS simulator listening on %s", self.base_url)
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Close every connection and stop listening (idempotent)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    # --- observation -----------------------------------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        """Distinct TCP connections that carried at least one request."""
+        return len(self._peers)
+
+    async def wait_for_messages(self, n: int, timeout: float = 5.0) -> list[SmsRecord]:  # noqa: ASYNC109
+        """Wait until at least ``n`` messages were accepted; return them all."""
+        try:
+            async with asyncio.timeout(timeout):
+                while len(self.messages) < n:
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise TimeoutError(
+                f"SMS simulator: {len(self.messages)} message(s) after {timeout}s, expected {n}"
+            ) from None
+        return list(self.messages)
+
+    def reset(self) -> None:
+        """Forget messages, connections and faults."""
+        self.messages.clear()
+        self._peers.clear()
+        self.requests = 0
+        self.faults.clear()
+
+    def _record(self, record: SmsRecord) -> None:
+        self.messages.append(record)
+        self._changed.set()
+
+    # --- the control API (mounted under /sms by whoever hosts it) --------------------------
+
+    def control_routes(self) -> web.RouteTableDef:
+        """POST /faults (a FaultRule as JSON), GET /faults, DELETE /faults, GET /messages."""
+        routes = web.RouteTableDef()
+
+        @routes.post("/faults")
+        async def add_fault(request: web.Request) -> web.Response:
+            try:
+                data = await request.json()
+                if not isinstance(data, dict):
+                    raise ValueError("body: must be a JSON object")
+                rule = FaultRule.from_json(data)
+            except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+                return web.json_response({"error": str(exc)}, status=400)
+            self.faults.add(rule)
+            return web.json_response(rule.to_json(), status=201)
+
+        @routes.get("/faults")
+        async def list_faults(request: web.Request) -> web.Response:
+            return web.json_response([rule.to_json() for rule in self.faults.rules])
+
+        @routes.delete("/faults")
+        async def clear_faults(request: web.Request) -> web.Response:
+            self.faults.clear()
+            return web.json_response({"cleared": True})
+
+        @routes.get("/messages")
+        async def list_messages(request: web.Request) -> web.Response:
+            return web.json_response([m.to_json() for m in self.messages])
+
+        return routes
+
+    # --- request handling ------------------------------------------------------------------
+
+    @web.middleware
+    async def _drop_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.requests += 1
+        if request.transport is not None:
+            self._peers.add(tuple(request.transport.get_extra_info("peername") or ()))
+        try:
+            response: web.StreamResponse = await handler(request)
+        except _DropConnection:
+            # the transport is closed; an empty response keeps aiohttp from logging a 500
+            return web.Response()
+        return response
+
+    async def _apply_fault(self, request: web.Request, target: str) -> web.Response | None:
+        """Serve the fault planned for this message, if any; None means go on normally."""
+        rule = self.faults.take(target)
+        if rule is None:
+            return None
+        if rule.kind == "latency":
+            await asyncio.sleep(rule.delay)
+            return None
+        if rule.kind == "down":
+            if request.transport is not None:
+                request.transport.abort()
+            raise _DropConnection
+        if rule.kind == "error":
+            return twilio_error(500, 20500, "Internal Server Error")
+        if rule.kind == "rate_limit":
+            headers = {"Retry-After": _retry_after(rule.retry_after)}
+            return twilio_error(429, 20429, "Too Many Requests", headers)
+        if rule.kind == "blocked":
+            return twilio_error(400, 21610, "Attempt to send to unsubscribed recipient")
+        return twilio_error(400, 21211, "Invalid 'To' Phone Number")
+
+    def _twilio_auth(self, request: web.Request) -> web.Response | None:
+        """None when the basic credentials are this account's; else Twilio's 401 or 404."""
+        header = request.headers.get(hdrs.AUTHORIZATION, "")
+        try:
+            auth = BasicAuth.decode(header, encoding="utf-8") if header else None
+        except ValueError:
+            auth = None
+        if (
+            auth is None
+            or not hmac.compare_digest(auth.login.encode(), self.account_sid.encode())
+            or not hmac.compare_digest(auth.password.encode(), self.auth_token.encode())
+        ):
+            challenge = {"WWW-Authenticate": 'Basic realm="Twilio API"'}
+            return twilio_error(401, 20003, "Authenticate", challenge)
+        if request.match_info["sid"] != self.account_sid:
+            return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+        return None
+
+    async def _twilio_account(self, request: web.Request) -> web.Response:
+        if (refused := self._twilio_auth(request)) is not None:
+            return refused
+        now = format_datetime(datetime.now(UTC))
+        return web.json_response(
+            {
+                "sid": self.account_sid,
+                "owner_account_sid": self.account_sid,
+                "friendly_name": "failover-notify simulator",
+                "status": "active",
+                "type": "Full",
+                "date_created": now,
+                "date_updated": now,
+                "uri": f"{API}/Accounts/{self.account_sid}.json",
+                "subresource_uris": {"messages": f"{API}/Accounts/{self.account_sid}/Messages.json"},
+            }
+        )
+
+    async def _twilio_send(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if (refused := self._twilio_auth(request)) is not None:
+            return refused
+        to, sender, body = (str(form.get(key, "")) for key in ("To", "From", "Body"))
+        if (faulted := await self._apply_fault(request, to)) is not None:
+            return faulted
+        if not to:
+            return twilio_error(400, 21604, "A 'To' phone number is required.")
+        if not sender:
+            return twilio_error(400, 21603, "A 'From' phone number is required.")
+        if not body:
+            return twilio_error(400, 21602, "Message body is required.")
+        if not E164.match(to):
+            return twilio_error(400, 21211, "Invalid 'To' Phone Number")
+        if len(body) > MAX_BODY:
+            return twilio_error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
+        sid = "SM" + secrets.token_hex(16)
+        self._record(SmsRecord("twilio", to, sender, body, sid))
+        now = format_datetime(datetime.now(UTC))
+        uri = f"{API}/Accounts/{self.account_sid}/Messages/{sid}"
+        resource = {
+            "account_sid": self.account_sid,
+            "api_version": "2010-04-01",
+            "body": body,
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": sender,
+            "messaging_service_sid": None,
+            "num_media": "0",
+            "num_segments": str(sms_segments(body)),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "queued",
+            "subresource_uris": {"media": f"{uri}/Media.json"},
+            "to": to,
+            "uri": f"{uri}.json",
+        }
+        headers = {"Twilio-Request-Id": "RQ" + secrets.token_hex(16)}
+        return web.json_response(resource, status=201, headers=headers)
+
+    async def _webhook_send(self, request: web.Request) -> web.Response:
+        if self.webhook_token is not None:
+            expected = f"Bearer {self.webhook_token}".encode()
+            given = request.headers.get(hdrs.AUTHORIZATION, "").encode()
+            if not hmac.compare_digest(given, expected):
+                return web.json_response({"error": "unauthorized"}, status=401)
+        try:
+            data = json.loads(await request.text())
+        except ValueError:
+            return web.json_response({"error": "body: not valid JSON"}, status=400)
+        if not isinstance(data, dict):
+            return web.json_response({"error": "body: must be a JSON object"}, status=400)
+        to, sender, body = data.get("to"), data.get("from"), data.get("body")
+        if not isinstance(to, str) or not to:
+            return web.json_response({"error": "to: required"}, status=400)
+        if not isinstance(body, str) or not body:
+            return web.json_response({"error": "body: required"}, status=400)
+        if (faulted := await self._apply_fault(request, to)) is not None:
+            return faulted
+        message_id = "wh_" + secrets.token_hex(12)
+        self._record(SmsRecord("webhook", to, sender if isinstance(sender, str) else None, body, message_id))
+        return web.json_response({"id": message_id})
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _prove_listening(host: str, port: int) -> None:
+    """Connect to our own socket before saying "started" (as aiosmtpd's controller does)."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            _, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError) as exc:
+        raise RuntimeError(
+            f"SMS simulator did not accept a connection on {host}:{port} within {READY_TIMEOUT}s: {exc}; "
+            "is the port firewalled or the event loop blocked?"
+        ) from exc
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
