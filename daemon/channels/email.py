@@ -1,0 +1,260 @@
+"""The email channel: an ``EmailMessage`` per notification, sent over a small pool of SMTP connections.
+
+Connections are reused, not opened per message: up to ``pool_size`` ``aiosmtplib.SMTP`` clients are
+connected lazily and handed back to an idle stack after each message (aiosmtplib sends RSET itself
+after a refused envelope, so a connection that saw a 550 is still clean). A client the server hung
+up on is dropped and replaced on the next send; one that sat idle for a while is pinged with NOOP
+before reuse, so a server-side idle timeout does not cost a failed attempt.
+
+This module is the only place that looks at aiosmtplib's exceptions; ``_translate`` maps them:
+    5xx reply (recipient refused, sender refused, data refused...)   PermanentError
+    4xx reply (451 temporary failure, 421 rate limited...)           TransientError
+    535 on login                                                     PermanentError (no password shown)
+    connect failure, timeout, disconnect, any OSError                TransientError
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+
+import aiosmtplib
+
+from daemon.channels.base import OutgoingMessage
+from daemon.config import EmailConfig
+from daemon.errors import ChannelError, PermanentError, TransientError
+from daemon.models import Channel, Recipient
+
+log = logging.getLogger(__name__)
+
+SUBJECT_MAX = 60
+DEFAULT_SUBJECT = "Notification"
+IDLE_PING_AFTER = 30.0
+"""Seconds a pooled connection may sit idle before it is checked with NOOP on reuse."""
+QUIT_TIMEOUT = 2.0
+# str.splitlines() breaks on these too; any of them in a header would start a new line somewhere
+LINE_BREAKS = frozenset("\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+@dataclass(slots=True)
+class _Pooled:
+    client: aiosmtplib.SMTP
+    last_used: float
+
+
+class EmailChannel:
+    """ChannelAdapter for SMTP: delivery, pooled connections, error classification."""
+
+    name = Channel.EMAIL
+
+    def __init__(self, config: EmailConfig) -> None:
+        self.config = config
+        self._password = config.password.get_secret_value() if config.password is not None else None
+        self._domain = _sender_domain(config.sender)
+        self._slots = asyncio.Semaphore(config.pool_size)
+        self._idle: list[_Pooled] = []
+        self._closed = False
+
+    @property
+    def endpoint(self) -> str:
+        return f"smtp://{self.config.host}:{self.config.port}"
+
+    # --- ChannelAdapter --------------------------------------------------------------------
+
+    def unavailable_reason(self, recipient: Recipient) -> str | None:
+        """Why this recipient cannot be mailed ("no email address", "opted out of email"), or None."""
+        if recipient.email is None:
+            return "no email address"
+        if Channel.EMAIL in recipient.opt_out:
+            return "opted out of email"
+        return None
+
+    async def send(self, message: OutgoingMessage) -> str:
+        """Send one message; return its Message-ID (angle brackets included)."""
+        email = self.build_message(message)
+        message_id = str(email["Message-ID"])
+        async with self._slots:
+            pooled = await self._checkout()
+            try:
+                await pooled.client.send_message(email)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
+                self._after_failure(pooled)
+                raise self._translate(exc) from exc
+            except BaseException:  # cancelled mid-conversation: the connection state is unknown
+                pooled.client.close()
+                raise
+            await self._checkin(pooled)
+        log.debug("email %s accepted by %s for %s", message_id, self.endpoint, email["To"])
+        return message_id
+
+    async def check(self) -> str:
+        """Connect, EHLO and log in on a fresh connection; describe the server."""
+        client = self._new_client()
+        try:
+            await client.connect()
+            if client.last_ehlo_response is None:
+                await client.ehlo()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise self._translate(exc) from exc
+        finally:
+            await _quit(client)
+        login = f", login as {self.config.username}" if self.config.username else ""
+        return f"{self.endpoint} ({self.config.security}{login})"
+
+    async def close(self) -> None:
+        """QUIT every idle connection; connections still in use are closed when their send ends.
+
+        A send after close() still works, on a connection of its own that is not kept.
+        """
+        self._closed = True
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(_quit(p.client) for p in idle))
+
+    # --- the message -----------------------------------------------------------------------
+
+    def build_message(self, message: OutgoingMessage) -> EmailMessage:
+        """The RFC 5322 message for ``message``; PermanentError when it cannot be built safely."""
+        address = message.recipient.email
+        if address is None:
+            raise PermanentError("no email address")
+        if _has_line_break(address):
+            raise PermanentError(f"email address {address!r} contains a line break")
+        subject = message.subject if message.subject is not None else default_subject(message.text)
+        if _has_line_break(subject):
+            # a CR/LF in a header is header injection (Bcc:, a second body...): refuse, never strip
+            raise PermanentError(f"subject {subject!r} contains a line break")
+        email = EmailMessage()
+        try:
+            email["From"] = self.config.sender
+            email["To"] = address
+            email["Subject"] = subject
+            email["Date"] = format_datetime(datetime.now(UTC))
+            email["Message-ID"] = make_msgid(idstring=f"n{message.notification_id}", domain=self._domain)
+            email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies, please
+            # quoted-printable keeps non-ASCII text 7-bit clean for servers without 8BITMIME
+            email.set_content(message.text, cte=None if message.text.isascii() else "quoted-printable")
+        except (ValueError, TypeError) as exc:
+            raise PermanentError(f"cannot build the email: {exc}") from exc
+        return email
+
+    # --- the pool --------------------------------------------------------------------------
+
+    def _new_client(self) -> aiosmtplib.SMTP:
+        security = self.config.security
+        return aiosmtplib.SMTP(
+            hostname=self.config.host,
+            port=self.config.port,
+            username=self.config.username,
+            password=self._password if self.config.username else None,
+            timeout=self.config.timeout,
+            use_tls=security == "tls",
+            start_tls=security == "starttls",
+        )
+
+    async def _checkout(self) -> _Pooled:
+        """An idle connected client (most recently used first), else a new connection."""
+        while self._idle:
+            pooled = self._idle.pop()
+            if not pooled.client.is_connected:
+                pooled.client.close()
+                continue
+            if time.monotonic() - pooled.last_used > IDLE_PING_AFTER:
+                try:
+                    await pooled.client.noop()
+                except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                    pooled.client.close()
+                    continue
+            return pooled
+        client = self._new_client()
+        try:
+            await client.connect()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            client.close()
+            raise self._translate(exc) from exc
+        log.debug("email: new SMTP connection to %s", self.endpoint)
+        return _Pooled(client, time.monotonic())
+
+    async def _checkin(self, pooled: _Pooled) -> None:
+        if self._closed or not pooled.client.is_connected:
+            await _quit(pooled.client)
+            return
+        pooled.last_used = time.monotonic()
+        self._idle.append(pooled)
+
+    def _after_failure(self, pooled: _Pooled) -> None:
+        # a refused envelope leaves the connection usable (aiosmtplib sent RSET); anything else
+        # (disconnect, timeout, 421) has already closed it or left it in an unknown state
+        if pooled.client.is_connected and not self._closed:
+            pooled.last_used = time.monotonic()
+            self._idle.append(pooled)
+        else:
+            pooled.client.close()
+
+    # --- errors ----------------------------------------------------------------------------
+
+    def _translate(self, exc: BaseException) -> ChannelError:
+        """The ChannelError for an aiosmtplib / socket failure (the caller chains it with ``from``)."""
+        where = self.endpoint
+        if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+            return PermanentError(f"SMTP login rejected: {exc.code} {self._redact(exc.message)}")
+        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+            first = exc.recipients[0] if exc.recipients else None
+            if first is None:
+                return PermanentError("SMTP server refused every recipient")
+            return self._by_code(first.code, f"{first.recipient}: {first.message}")
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            return self._by_code(exc.code, exc.message)
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return PermanentError(f"TLS certificate of {where} not trusted: {exc.verify_message}")
+        if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+            return TransientError(f"SMTP server {where} timed out: {str(exc) or 'no answer'}")
+        if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError | OSError):
+            return TransientError(f"SMTP server {where} unreachable: {self._redact(str(exc))}")
+        if isinstance(exc, ValueError):  # aiosmtplib refuses addresses unsafe on a command line
+            return PermanentError(f"cannot send: {exc}")
+        # SMTPNotSupported and a bare SMTPException (e.g. no AUTH offered): configuration, not luck
+        return PermanentError(f"SMTP server {where}: {self._redact(str(exc))}")
+
+    def _by_code(self, code: int, text: str) -> ChannelError:
+        detail = f"SMTP {code} {self._redact(text)}".strip()
+        return PermanentError(detail) if 500 <= code < 600 else TransientError(detail)
+
+    def _redact(self, text: str) -> str:
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text
+
+
+def default_subject(text: str) -> str:
+    """The first non-empty line of ``text``, cut to 60 characters (the subject when none is given)."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if not line:
+        return DEFAULT_SUBJECT
+    return line if len(line) <= SUBJECT_MAX else line[: SUBJECT_MAX - 1].rstrip() + "…"
+
+
+def _has_line_break(value: str) -> bool:
+    return any(ch in LINE_BREAKS for ch in value)
+
+
+def _sender_domain(sender: str) -> str:
+    _, address = parseaddr(sender)
+    domain = address.rpartition("@")[2]
+    return domain or "failover-notify.localhost"
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    """QUIT politely, then close whatever state the connection is in."""
+    try:
+        if client.is_connected:
+            await client.quit(timeout=QUIT_TIMEOUT)
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        pass
+    finally:
+        client.close()
