@@ -1,0 +1,165 @@
+"""The Telegram channel: one aiogram ``Bot`` sends plain-text messages, with an optional ack button.
+
+This is the only module that maps aiogram's errors (the in-daemon bot reuses ``.bot`` but not the
+mapping)::
+
+    TelegramRetryAfter (429)                      TransientError(retry_after=...)
+    TelegramForbiddenError (403)                  PermanentError, blocked=True when the user blocked
+                                                  the bot, kicked it or was deactivated
+    TelegramBadRequest (400), TelegramNotFound    PermanentError (chat not found, text too long...;
+    (404), TelegramMigrateToChat,                 a 404 means api_base is wrong: retrying cannot help)
+    TelegramEntityTooLarge (413)
+    TelegramUnauthorizedError (401)               PermanentError: the token was rejected
+    TelegramServerError (5xx), TelegramNetworkError,
+    any other TelegramAPIError, an unreadable
+    answer, timeouts, aiohttp and OS errors       TransientError
+
+Error texts never contain the bot token: aiogram's network errors may quote the request URL,
+which is ``{api_base}/bot<token>/<method>``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    AiogramError,
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.token import TokenValidationError
+
+from daemon.channels.base import OutgoingMessage
+from daemon.config import TelegramConfig
+from daemon.errors import ConfigError, PermanentError, TransientError
+from daemon.models import Channel, Recipient
+
+ACK_BUTTON_TEXT = "✅ Got it"
+ACK_PREFIX = "ack:"
+MASK = "[REDACTED]"
+_BOT_SEGMENT = re.compile(r"/bot[^/\s]*/")
+_BLOCKED_MARKERS = ("blocked", "kicked", "deactivated")
+# what a Bot API call can raise: aiogram wraps transport errors, but not all of them (session setup)
+_RAISED = (AiogramError, aiohttp.ClientError, OSError, TimeoutError)
+
+
+def ack_callback_data(notification_id: int) -> str:
+    """The callback_data of the "Got it" button; the bot's callback handler parses it back."""
+    return f"{ACK_PREFIX}{notification_id}"
+
+
+def scrub_token(text: str, token: str) -> str:
+    """``text`` without the bot token: every occurrence, and every ``/bot<anything>/`` URL segment."""
+    if token:
+        text = text.replace(token, MASK)
+    return _BOT_SEGMENT.sub(f"/bot{MASK}/", text)
+
+
+class TelegramChannel:
+    """Sends through the Bot API at ``config.api_base``: Telegram, a local Bot API server, the simulator."""
+
+    name = Channel.TELEGRAM
+
+    def __init__(self, config: TelegramConfig) -> None:
+        token = config.token.get_secret_value() if config.token is not None else ""
+        if not token:
+            raise ConfigError("[telegram] token: required (or set FNOTIFY_TELEGRAM_TOKEN)")
+        self._token = token
+        session = AiohttpSession(api=TelegramAPIServer.from_base(config.api_base), timeout=config.timeout)
+        try:
+            # no default parse_mode: notification text goes out exactly as written
+            self._bot = Bot(token, session=session, default=DefaultBotProperties(parse_mode=None))
+        except TokenValidationError:
+            raise ConfigError("[telegram] token: not a bot token (expected <digits>:<secret>)") from None
+
+    @property
+    def bot(self) -> Bot:
+        """The one aiogram Bot (and HTTP session) of the daemon; the in-daemon bot reuses it."""
+        return self._bot
+
+    def unavailable_reason(self, recipient: Recipient) -> str | None:
+        if recipient.telegram_chat_id is None:
+            return "no Telegram chat linked"
+        if Channel.TELEGRAM in recipient.opt_out:
+            return "opted out of Telegram"
+        if recipient.telegram_blocked:
+            return "bot blocked by the user"
+        return None
+
+    async def send(self, message: OutgoingMessage) -> str | None:
+        """Send ``message.text`` as plain text; return Telegram's message id."""
+        chat_id = message.recipient.telegram_chat_id
+        if chat_id is None:
+            raise PermanentError("no Telegram chat linked")
+        markup = None
+        if message.ack_requested:
+            button = InlineKeyboardButton(
+                text=ACK_BUTTON_TEXT, callback_data=ack_callback_data(message.notification_id)
+            )
+            markup = InlineKeyboardMarkup(inline_keyboard=[[button]])
+        try:
+            sent = await self._bot.send_message(chat_id, message.text, parse_mode=None, reply_markup=markup)
+        except _RAISED as exc:
+            raise self._translate(exc) from exc
+        return str(sent.message_id)
+
+    async def check(self) -> str:
+        """getMe: proves the token and the API base; returns ``@username``."""
+        try:
+            me = await self._bot.get_me()
+        except _RAISED as exc:
+            raise self._translate(exc) from exc
+        return f"@{me.username}"
+
+    async def close(self) -> None:
+        await self._bot.session.close()
+
+    def _translate(self, exc: BaseException) -> TransientError | PermanentError:
+        """The ChannelError for one aiogram / transport error, its text free of the token."""
+        error = _classify(exc)
+        scrubbed = scrub_token(str(error), self._token)
+        if isinstance(error, TransientError):
+            return TransientError(scrubbed, retry_after=error.retry_after)
+        return PermanentError(scrubbed, blocked=error.blocked)
+
+
+def _classify(exc: BaseException) -> TransientError | PermanentError:
+    # order matters: TelegramEntityTooLarge is a TelegramNetworkError subclass
+    if isinstance(exc, TelegramRetryAfter):
+        retry_after = exc.retry_after
+        return TransientError(f"Telegram rate limit: retry after {retry_after}s", retry_after=retry_after)
+    if isinstance(exc, TelegramForbiddenError):
+        blocked = any(marker in exc.message.lower() for marker in _BLOCKED_MARKERS)
+        return PermanentError(f"Telegram refused: {exc.message}", blocked=blocked)
+    if isinstance(exc, TelegramUnauthorizedError):
+        return PermanentError("bot token rejected (401 Unauthorized)")
+    if isinstance(exc, TelegramNotFound):
+        return PermanentError(f"Telegram answered 404 ({exc.message}): is [telegram] api_base right?")
+    if isinstance(exc, TelegramBadRequest | TelegramMigrateToChat | TelegramEntityTooLarge):
+        return PermanentError(f"Telegram refused: {exc.message}")
+    if isinstance(exc, TelegramServerError):
+        return TransientError(f"Telegram server error: {exc.message}")
+    if isinstance(exc, TelegramNetworkError):
+        return TransientError(f"network error: {exc.message}")
+    if isinstance(exc, TelegramAPIError):
+        return TransientError(f"Telegram error: {exc.message}")
+    if isinstance(exc, ClientDecodeError):
+        return TransientError(f"unreadable answer from the Bot API: {exc.message}")
+    if isinstance(exc, TimeoutError):
+        return TransientError("timed out talking to the Bot API")
+    return TransientError(f"network error: {type(exc).__name__}: {exc}")
