@@ -57,12 +57,12 @@ class RetryPolicy:
 
     def backoff(self, tries: int, rng: random.Random) -> float:
         """Wait before try number ``tries + 1`` on the same channel (``tries`` >= 1 made so far)."""
-        base = min(self.backoff_max, self.backoff_initial * (2 ** (tries - 1)))
+        base = min(self.backoff_max, self.backoff_initial * 2.0 ** (tries - 1))
         return base * (1 + rng.uniform(0, self.jitter))
 
     def honour(self, retry_after: float) -> float:
         """A provider's retry_after is obeyed, within reason (10x backoff_max)."""
-        return max(0.0, min(retry_after, max(self.backoff_max, 1.0) * 10))
+        return float(max(0.0, min(retry_after, max(self.backoff_max, 1.0) * 10)))
 
 
 class StepKind(StrEnum):

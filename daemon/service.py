@@ -6,6 +6,7 @@ results are domain objects the API layers render as JSON.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -54,7 +55,7 @@ class Service:
             raise NotFound(f"notification {notification_id} does not exist")
         return notification
 
-    async def list(self, params: Mapping[str, Any]) -> list[Notification]:
+    async def list_notifications(self, params: Mapping[str, Any]) -> list[Notification]:
         limit = validation.integer(params, "limit", required=False) or 50
         return await self.store.list_notifications(
             status=validation.status(params.get("status")),
@@ -133,6 +134,7 @@ class Service:
             "channels": {str(c): c in self.engine.channels for c in self.config.chain.default}
             | {str(c): True for c in self.engine.channels},
             "subscribers": self.events.subscriber_count,
+            "retry": dataclasses.asdict(self.engine.policy),  # the policy in force, after any SIGHUP
         }
 
     async def health(self, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ class SocketServer:
             "health": service.health,
             "send": self._send,
             "show": service.show,
-            "list": service.list,
+            "list": service.list_notifications,
             "cancel": service.cancel,
             "retry": service.retry,
             "recipient.add": service.add_recipient,

@@ -156,7 +156,7 @@ class SmsSimulator:
         """Distinct TCP connections that carried at least one request."""
         return len(self._peers)
 
-    async def wait_for_messages(self, n: int, timeout: float = 5.0) -> list[SmsRecord]:  # noqa: ASYNC109
+    async def wait_for_messages(self, n: int, timeout: float = 5.0) -> list[SmsRecord]:
         """Wait until at least ``n`` messages were accepted; return them all."""
         try:
             async with asyncio.timeout(timeout):

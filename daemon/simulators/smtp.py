@@ -181,12 +181,12 @@ class SmtpSimulator:
 
     # --- observation -----------------------------------------------------------------------
 
-    async def wait_for_messages(self, n: int, timeout: float = 5.0) -> list[SmtpRecord]:  # noqa: ASYNC109
+    async def wait_for_messages(self, n: int, timeout: float = 5.0) -> list[SmtpRecord]:
         """Wait until at least ``n`` messages were accepted; return them all."""
         await self._wait(lambda: len(self.received) >= n, timeout, f"{n} message(s)")
         return list(self.received)
 
-    async def wait_until_idle(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def wait_until_idle(self, timeout: float = 5.0) -> None:
         """Wait until no client connection is open (clients quit or were dropped)."""
         await self._wait(lambda: self.open_connections == 0, timeout, "no open connection")
 

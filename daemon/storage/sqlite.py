@@ -161,7 +161,7 @@ class SqliteStore:
             return row
 
     async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        return list(await self._r.execute_fetchall(sql, params))  # type: ignore[arg-type]
+        return list(await self._r.execute_fetchall(sql, params))
 
     # -- recipients ------------------------------------------------------------------------
 
@@ -230,7 +230,9 @@ class SqliteStore:
                 (recipient_id,),
             )).fetchone()
             if pending and pending[0]:
-                raise Conflict(f"recipient {recipient_id} has {pending[0]} unfinished notification(s); cancel them first")
+                raise Conflict(
+                    f"recipient {recipient_id} has {pending[0]} unfinished notification(s); cancel them first"
+                )
             cur = await conn.execute("DELETE FROM recipients WHERE id = ?", (recipient_id,))
             if cur.rowcount == 0:
                 raise NotFound(f"recipient {recipient_id} does not exist")
