@@ -6,7 +6,7 @@ it with the real ``fnotify`` CLI, printing each command and what it answered:
 1. a recipient without a Telegram chat whose mail server rejects the address:
    Telegram skipped -> email failed -> SMS delivered (the seed's user 1);
 2. a recipient with a Telegram chat: a clean delivery;
-3. Telegram answering 502 twice: retried with backoff on the same channel, then delivered.
+3. Telegram answering 500 twice: retried with backoff on the same channel, then delivered.
 
 It exits 0 once it has shown that; ``--keep-running`` leaves the daemon and simulators up so a
 second terminal can run ``fnotify --config <path> tui`` against them.
@@ -126,7 +126,7 @@ async def _scenarios(config: Path, suite: SimulatorSuite) -> None:
     out = await fnotify(config, "send", "--to", "2", "--message", "Backup finished ✅", "--wait")
     _expect(out, ["DELIVERED", "telegram  delivered"])
 
-    print(f"\n{BOLD}== 3. Telegram answers 502 twice: retried with backoff, then delivered{RESET}")
+    print(f"\n{BOLD}== 3. Telegram answers 500 twice: retried with backoff, then delivered{RESET}")
     suite.telegram.faults.inject("error", count=2)
     out = await fnotify(config, "send", "--to", "2", "--message", "Disk 91% full on db-1", "--wait")
     _expect(out, ["DELIVERED", "telegram  retry", "telegram  delivered"])
