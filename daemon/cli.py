@@ -120,6 +120,18 @@ async def cmd_retry(client: DaemonClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_pause(client: DaemonClient, args: argparse.Namespace) -> int:
+    await client.call("pause")
+    print("delivery paused: sends are stored, nothing is attempted until `fnotify resume`")
+    return 0
+
+
+async def cmd_resume(client: DaemonClient, args: argparse.Namespace) -> int:
+    await client.call("resume")
+    print("delivery resumed")
+    return 0
+
+
 async def cmd_status(client: DaemonClient, args: argparse.Namespace) -> int:
     result = await client.call("status")
     if args.json:
@@ -128,7 +140,8 @@ async def cmd_status(client: DaemonClient, args: argparse.Namespace) -> int:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(result["counts"].items())) or "none yet"
         enabled = ", ".join(k for k, v in result["channels"].items() if v) or "none"
         print(f"failover-notify {result['version']}, up {result['uptime_s']:.0f} s")
-        print(f"  queue depth {result['queue_depth']}, in flight {result['in_flight']}")
+        paused = " (PAUSED: `fnotify resume` to deliver)" if result.get("paused") else ""
+        print(f"  queue depth {result['queue_depth']}, in flight {result['in_flight']}{paused}")
         print(f"  notifications: {counts}")
         print(f"  channels enabled: {enabled}")
     return 0
@@ -201,6 +214,20 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from daemon.runner import run_daemon
 
     return run_daemon(config)
+
+
+def cmd_check(args: argparse.Namespace, config: Config) -> int:
+    from daemon.doctor import cmd_check as check
+
+    return check(args, config)
+
+
+def cmd_tui(args: argparse.Namespace, config: Config) -> int:
+    """The terminal UI; it waits (and keeps retrying) when the daemon is not up yet."""
+    from tui.app import FnotifyApp  # imported here: nothing in daemon/ needs textual otherwise
+
+    FnotifyApp(_socket_path(args, config)).run()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

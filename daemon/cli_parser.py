@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the daemon in the foreground, logging to stderr")
     _local(p, cli.cmd_run)
 
+    p = sub.add_parser("check", aliases=["doctor"], help="validate the config and reach each enabled "
+                       "channel without sending anything (no daemon needed)")
+    p.add_argument("--timeout", type=float, default=15.0, metavar="S", help="limit per channel (default 15)")
+    _json(p)
+    _local(p, cli.cmd_check)
+
     p = sub.add_parser("send", help="queue a notification for a recipient")
     p.add_argument("--to", required=True, type=int, metavar="RECIPIENT_ID", help="recipient id")
     p.add_argument("--message", "-m", required=True, help="the text to deliver")
@@ -63,12 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
         _json(p)
         p.set_defaults(func=func)
 
+    p = sub.add_parser("pause", help="hold delivery (sends are still accepted and stored)")
+    p.set_defaults(func=cli.cmd_pause)
+    p = sub.add_parser("resume", help="resume delivery after `pause`")
+    p.set_defaults(func=cli.cmd_resume)
+
     p = sub.add_parser("status", help="daemon status: queue depth, counts, channels")
     _json(p)
     p.set_defaults(func=cli.cmd_status)
 
     p = sub.add_parser("watch", help="print live events (one JSON object per line) until interrupted")
     p.set_defaults(func=cli.cmd_watch)
+
+    p = sub.add_parser("tui", help="the terminal UI: send, watch deliveries live, inspect attempts")
+    _local(p, cli.cmd_tui)
 
     _recipient_parsers(sub)
     return parser

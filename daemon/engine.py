@@ -65,6 +65,7 @@ class Engine:
         self._dispatcher: asyncio.Task[None] | None = None
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._stopping = False
+        self.paused = False  # held by an operator: accept and store, but start no attempt
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -100,9 +101,24 @@ class Engine:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    def pause(self) -> None:
+        """Hold delivery (maintenance, a known outage): sends are still accepted and stored.
+        In memory only: a restarted daemon delivers again."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self.poke()
+
     def poke(self) -> None:
         """Something may be due now (a new send, a redrive, a timer)."""
         self._wake.set()
+
+    def replace_channels(self, channels: Mapping[Channel, ChannelAdapter]) -> set[asyncio.Task[None]]:
+        """Use ``channels`` from the next attempt on (config reload); returns the attempts in
+        flight, which may still be using the old adapters and decide when those can be closed."""
+        self.channels = dict(channels)
+        return set(self._tasks)
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -120,7 +136,7 @@ class Engine:
                 self._arm_at(self.clock() + timedelta(seconds=STORAGE_RETRY_SECONDS))
 
     async def _claim_and_spawn(self) -> None:
-        while not self._stopping:
+        while not self._stopping and not self.paused:
             room = min(self.max_in_flight - len(self._tasks), CLAIM_BATCH)
             if room <= 0:
                 return  # a finishing attempt pokes us
@@ -138,6 +154,8 @@ class Engine:
             self._wake.set()
 
     async def _arm_timer(self) -> None:
+        if self.paused:
+            return  # resume() pokes
         due = await self.store.next_due_time()
         if due is None:
             if self._scheduler.get_job(WAKEUP_JOB):

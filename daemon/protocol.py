@@ -17,7 +17,7 @@ from typing import Any
 
 MAX_LINE = 1024 * 1024  # one request may not exceed 1 MiB
 OPS = (
-    "ping", "status", "health",
+    "ping", "status", "health", "pause", "resume",
     "send", "show", "list", "cancel", "retry",
     "recipient.add", "recipient.list", "recipient.show", "recipient.update", "recipient.remove",
     "recipient.link",

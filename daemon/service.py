@@ -129,6 +129,7 @@ class Service:
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "in_flight": self.engine.in_flight,
+            "paused": self.engine.paused,
             "counts": counts,
             "queue_depth": counts.get("queued", 0) + counts.get("sending", 0),
             "channels": {str(c): c in self.engine.channels for c in self.config.chain.default}
@@ -136,6 +137,17 @@ class Service:
             "subscribers": self.events.subscriber_count,
             "retry": dataclasses.asdict(self.engine.policy),  # the policy in force, after any SIGHUP
         }
+
+    async def pause(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Hold delivery: sends are accepted and stored, no attempt starts until ``resume``."""
+        self.engine.pause()
+        self.events.publish("daemon.paused", {"paused": True})
+        return {"paused": True}
+
+    async def resume(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        self.engine.resume()
+        self.events.publish("daemon.paused", {"paused": False})
+        return {"paused": False}
 
     async def health(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Per channel over the last hour: attempts by outcome, and whether it is enabled."""

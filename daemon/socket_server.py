@@ -42,6 +42,8 @@ class SocketServer:
             "ping": self._ping,
             "status": service.status,
             "health": service.health,
+            "pause": service.pause,
+            "resume": service.resume,
             "send": self._send,
             "show": service.show,
             "list": service.list_notifications,

@@ -175,3 +175,15 @@ async def test_subscribe_streams_live_events(bare_daemon: RunningDaemon) -> None
     assert events[0]["data"]["id"] == sent["id"]
     await stream.aclose()
     await watcher.close()
+
+
+async def test_a_paused_daemon_stores_sends_and_delivers_after_resume(bare_daemon: RunningDaemon) -> None:
+    await bare_daemon.call("recipient.add", name="Ann")
+    assert await bare_daemon.call("pause") == {"paused": True}
+    sent = await bare_daemon.call("send", recipient_id=1, message="held", chain=["sms"])
+    await asyncio.sleep(0.2)
+    held = await bare_daemon.call("show", id=sent["id"])
+    assert held["status"] == "queued" and held["attempts"] == []
+    assert (await bare_daemon.call("status"))["paused"] is True
+    await bare_daemon.call("resume")
+    assert (await bare_daemon.wait_final(sent["id"]))["status"] == "failed"
