@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.channels import build_channels
 from daemon.config import Config
@@ -15,9 +15,15 @@ from daemon.events import EventBus
 from daemon.failover import RetryPolicy
 from daemon.models import Channel
 from daemon.redact import Redactor
+from daemon.reload import Reloader
 from daemon.service import Service
 from daemon.socket_server import SocketServer
 from daemon.storage import SqliteStore
+from daemon.systemd import Notifier, format_status
+
+if TYPE_CHECKING:
+    from bot import TelegramBot
+    from daemon.http_api import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +45,34 @@ class Daemon:
                              max_in_flight=config.daemon.max_in_flight)
         self.service = Service(config, self.store, self.engine, self.events)
         self.server = SocketServer(self.service, config.daemon.socket_path)
+        self.http: HttpServer | None = None
+        if config.http.enabled:
+            from daemon.http_api import HttpServer  # aiohttp is imported only when the HTTP API is on
+
+            self.http = HttpServer(self.service, config.http, shutdown_timeout=config.daemon.shutdown_grace)
+        self.bot: TelegramBot | None = None  # the in-daemon Telegram bot, while [telegram] is enabled
+        self._bot_restart: asyncio.Task[None] | None = None
         self._listen_socket = listen_socket
         self._stopped = asyncio.Event()
         self._started = False
+        self.notifier = Notifier.from_environment()  # a no-op unless run by systemd (Type=notify)
+        self.reloader = Reloader(self)
 
     async def start(self) -> None:
         """Open the database, re-arm pending work, then listen: once this returns, clients are served."""
         await self.store.open()
         try:
             await self.engine.start()
+            await self._start_bot()
             await self.server.start(self._listen_socket)
+            if self.http is not None:
+                try:
+                    await self.http.start()
+                except BaseException:
+                    await self.server.stop()
+                    raise
         except BaseException:
+            await self.engine.stop(0)  # the dispatcher must not outlive the store it reads
             await self._close_resources()
             raise
         self._started = True
@@ -62,14 +85,21 @@ class Daemon:
             return
         self._started = False
         log.info("stopping: no new work; waiting for attempts in flight")
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop()
+        if self._bot_restart is not None:
+            await asyncio.gather(self._bot_restart, return_exceptions=True)
+        await self._stop_bot()  # before the engine and the store: its handlers use them
         await self.engine.stop(self.config.daemon.shutdown_grace)
+        await self.reloader.aclose()
         self.events.close()
         await self._close_resources()
         log.info("stopped")
         self._stopped.set()
 
     async def _close_resources(self) -> None:
+        await self._stop_bot()
         for adapter in self.channels.values():
             try:
                 await adapter.close()
@@ -78,18 +108,86 @@ class Daemon:
         await self.store.close()
 
     async def run_until_signalled(self) -> None:
-        """Serve until SIGTERM or SIGINT, then stop gracefully."""
+        """Serve until SIGTERM or SIGINT, then stop gracefully; SIGHUP reloads the config.
+
+        Under systemd: READY=1 once serving, STATUS= and WATCHDOG=1 from this loop while running
+        (and stopping), STOPPING=1 as soon as the signal arrives (see daemon.systemd).
+        """
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.start()
+        supervisor = asyncio.create_task(self.notifier.supervise(self.status_text), name="sd-notify")
         try:
             await stop.wait()
         finally:
+            self.notifier.stopping()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
-            await self.stop()
+            try:
+                await self.stop()
+            finally:
+                supervisor.cancel()
+                await asyncio.gather(supervisor, return_exceptions=True)
+                loop.remove_signal_handler(signal.SIGHUP)  # only now: its default action is to exit
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file and apply what can change live (see daemon.reload)."""
+        if self._started:
+            self.reloader.reload()
+            self._follow_telegram_reload()
+        else:
+            log.warning("SIGHUP ignored: not serving (starting or stopping)")
+
+    # -- the Telegram bot -------------------------------------------------------------------------
+
+    async def _start_bot(self, resume_offset: int = 0) -> None:
+        """Opt-in links, /stop and /resume, the ack button: the bot runs whenever Telegram is enabled."""
+        adapter = self.channels.get(Channel.TELEGRAM)
+        if adapter is None:
+            return
+        from bot import TelegramBot  # aiogram's dispatcher is loaded only when Telegram is on
+        from daemon.channels.telegram import TelegramChannel
+
+        if not isinstance(adapter, TelegramChannel):
+            return
+        bot = TelegramBot(self.config.telegram, adapter, self.service, resume_offset=resume_offset)
+        await bot.start()
+        self.bot = bot
+        self.service.links = bot.links
+
+    async def _stop_bot(self, *, confirm: bool = True) -> int:
+        bot, self.bot = self.bot, None
+        self.service.links = None
+        return await bot.stop(confirm=confirm) if bot is not None else 0
+
+    def _follow_telegram_reload(self) -> None:
+        """A reload that touched [telegram] rebuilt its adapter (a new Bot): move the bot onto it."""
+        adapter = self.channels.get(Channel.TELEGRAM)
+        if (self.bot.channel if self.bot is not None else None) is adapter:
+            return
+        previous = self._bot_restart
+        self._bot_restart = asyncio.create_task(self._restart_bot(previous), name="telegram-bot-restart")
+
+    async def _restart_bot(self, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        old_token = self.bot.bot.token if self.bot is not None else None
+        # the old adapter's session is being closed by the reloader: no confirming call on it, the
+        # new bot confirms instead when it is the same bot (same token)
+        offset = await self._stop_bot(confirm=False)
+        adapter = self.channels.get(Channel.TELEGRAM)
+        same_bot = adapter is not None and getattr(getattr(adapter, "bot", None), "token", None) == old_token
+        try:
+            await self._start_bot(offset if same_bot else 0)
+        except Exception:  # a reload must never take the daemon down
+            log.exception("the Telegram bot could not be restarted after the reload; running without it")
+
+    async def status_text(self) -> str:
+        """One line for systemd's STATUS=: queue depth and attempts in flight."""
+        return format_status(await self.store.counts_by_status(), self.engine.in_flight)
 
     def status_line(self) -> dict[str, Any]:
         return {"in_flight": self.engine.in_flight}

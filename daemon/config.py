@@ -10,6 +10,7 @@ and never print.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -19,12 +20,14 @@ from pydantic import ValidationError as PydanticValidationError
 
 from daemon.errors import ConfigError
 from daemon.models import Channel
+from daemon.systemd import read_credential
 
 DEFAULT_CONFIG_NAME = "fnotify.toml"
 
 # (section, key) -> environment variable / credential file name
 SECRET_SOURCES: dict[tuple[str, str], tuple[str, str]] = {
     ("telegram", "token"): ("FNOTIFY_TELEGRAM_TOKEN", "telegram_token"),
+    ("telegram", "webhook_secret"): ("FNOTIFY_TELEGRAM_WEBHOOK_SECRET", "telegram_webhook_secret"),
     ("email", "password"): ("FNOTIFY_EMAIL_PASSWORD", "email_password"),
     ("sms", "auth_token"): ("FNOTIFY_SMS_AUTH_TOKEN", "sms_auth_token"),
     ("http", "tokens"): ("FNOTIFY_HTTP_TOKENS", "http_tokens"),
@@ -77,9 +80,13 @@ class TelegramConfig(Section):
     api_base: str = "https://api.telegram.org"
     """Bot API server; point it at a local Bot API server or the simulator."""
     mode: Literal["polling", "webhook"] = "polling"
+    """How the in-daemon bot receives updates: long polling (no inbound port) or a webhook."""
     webhook_url: str | None = None
+    """webhook mode: the public https URL Telegram posts to (its path is served on webhook_listen)."""
     webhook_listen: str = "127.0.0.1:8443"
+    """webhook mode: ``host:port`` the daemon listens on, behind a TLS-terminating reverse proxy."""
     webhook_secret: SecretStr | None = None
+    """webhook mode: required; Telegram sends it in X-Telegram-Bot-Api-Secret-Token, anything else is refused."""
     link_ttl: float = Field(default=86_400, gt=0)
     """Seconds an opt-in deep link stays valid."""
     timeout: float = Field(default=10.0, gt=0)
@@ -88,6 +95,19 @@ class TelegramConfig(Section):
     def _token_when_enabled(self) -> TelegramConfig:
         if self.enabled and (self.token is None or not self.token.get_secret_value()):
             raise ValueError("token: required when [telegram] enabled = true (or set FNOTIFY_TELEGRAM_TOKEN)")
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_settings(self) -> TelegramConfig:
+        if not self.enabled or self.mode != "webhook":
+            return self
+        if not self.webhook_url or not self.webhook_url.startswith("https://"):
+            raise ValueError('webhook_url: an https:// URL is required for mode = "webhook"')
+        secret = self.webhook_secret.get_secret_value() if self.webhook_secret is not None else ""
+        # Telegram's own rule for secret_token; without one anybody could post forged updates
+        if not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", secret):
+            raise ValueError('webhook_secret: required for mode = "webhook": 16 to 256 characters of A-Z a-z 0-9 _ -')
+        split_listen(self.webhook_listen)
         return self
 
 
@@ -162,6 +182,58 @@ class ChainConfig(Section):
         return value
 
 
+MIN_HTTP_TOKEN = 16
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[::1]:8080"`` for IPv6) -> ``(host, port)``; ValueError says what is wrong."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{value!r} is not host:port (e.g. \"127.0.0.1:8080\"; port 0 picks a free one)")
+    return host, int(port)
+
+
+class HttpConfig(Section):
+    enabled: bool = False
+    """Serve the HTTP API (off by default: the Unix socket needs no network exposure)."""
+    listen: str = "127.0.0.1:8080"
+    """``host:port`` to listen on; ``"[::1]:8080"`` for IPv6, port 0 for any free port."""
+    tokens: tuple[SecretStr, ...] = ()
+    """Bearer tokens accepted: each the token itself or ``"sha256:<hex digest>"`` of it. Also from
+    ``FNOTIFY_HTTP_TOKENS`` or the ``http_tokens`` credential (comma-separated)."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @field_validator("tokens")
+    @classmethod
+    def _token_forms(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for token in value:
+            raw = token.get_secret_value()
+            if raw.startswith("sha256:"):
+                digest = raw.removeprefix("sha256:")
+                if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+                    raise ValueError("a sha256: entry must be followed by 64 hex digits")
+            elif len(raw) < MIN_HTTP_TOKEN:
+                # a short bearer token can be guessed over the network
+                raise ValueError(f"each token must be at least {MIN_HTTP_TOKEN} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _tokens_when_enabled(self) -> HttpConfig:
+        if self.enabled and not self.tokens:
+            raise ValueError("tokens: required when [http] enabled = true (or set FNOTIFY_HTTP_TOKENS)")
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return split_listen(self.listen)
+
+
 class Config(Section):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
@@ -169,6 +241,7 @@ class Config(Section):
     sms: SmsConfig = Field(default_factory=SmsConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     chain: ChainConfig = Field(default_factory=ChainConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
 
     source: Path | None = Field(default=None, exclude=True)
     """The file this was loaded from (None: defaults only)."""
@@ -176,6 +249,7 @@ class Config(Section):
     def secrets(self) -> list[str]:
         """Every secret value, for the log and attempt-log redactor."""
         values = [self.telegram.token, self.email.password, self.sms.auth_token, self.telegram.webhook_secret]
+        values += [t for t in self.http.tokens if not t.get_secret_value().startswith("sha256:")]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 
@@ -189,11 +263,10 @@ def resolve_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
 
 
 def _read_secret_overrides(raw: dict[str, Any]) -> None:
-    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
     for (section, key), (env_name, cred_name) in SECRET_SOURCES.items():
         value: str | None = os.environ.get(env_name)
-        if value is None and cred_dir and (Path(cred_dir) / cred_name).is_file():
-            value = (Path(cred_dir) / cred_name).read_text().strip()
+        if value is None:  # an empty credential counts as unset (the unit's SetCredential= fallback)
+            value = read_credential(cred_name)
         if value is not None:
             if key == "tokens":
                 raw.setdefault(section, {})[key] = [t.strip() for t in value.split(",") if t.strip()]

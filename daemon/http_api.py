@@ -1,0 +1,350 @@
+"""The HTTP API: an aiohttp app over the same service layer as the Unix socket API.
+
+Transport only, like ``daemon.socket_server``: each route reads the path, query and JSON body,
+holds them to the OpenAPI document (``daemon.http_openapi``) and makes one ``Service`` call.
+
+    401  missing or wrong bearer token (no detail; ``WWW-Authenticate: Bearer``)
+    400  malformed JSON or a wrong JSON type      {"errors": [{"field", "message"}, ...]}
+    422  a refused value                          {"errors": [{"field", "message"}, ...]}
+    404 NotFound · 409 Conflict · 413 body too large · 502 ChannelError · 503 StorageError  {"error": ...}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
+
+from daemon.config import HttpConfig
+from daemon.errors import ChannelError, Conflict, FnotifyError, NotFound, StorageError, ValidationError
+from daemon.http_openapi import QUERY_SCHEMAS, SCHEMAS, Problem, openapi_document, problems
+from daemon.models import Notification
+from daemon.service import Service
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+"""Largest request body accepted: a maximal message (65,536 characters) fits even \\u-escaped."""
+DEFAULT_LIMIT = 50
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_INTEGER = re.compile(r"-?[0-9]{1,30}")
+_STATUS_OF: dict[type[FnotifyError], int] = {NotFound: 404, Conflict: 409, StorageError: 503, ChannelError: 502}
+_LEGACY_FIELDS = {"recipient_id": "recipient", "chain": "channels_chain"}
+_MAX_BODY = web.AppKey("max_body", int)
+
+
+class HttpError(Exception):
+    """A reply other than success, raised anywhere below the error middleware."""
+
+    def __init__(self, status: int, body: Mapping[str, Any], headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    @classmethod
+    def refused(cls, found: list[Problem]) -> HttpError:
+        """400 if any field has the wrong JSON type, else 422; names every field."""
+        status = 400 if any(p.wrong_type for p in found) else 422
+        return cls(status, {"errors": [{"field": p.field, "message": p.message} for p in found]})
+
+    def response(self) -> web.Response:
+        return web.json_response(dict(self.body), status=self.status, headers=self.headers)
+
+
+class TokenCheck:
+    """Bearer tokens compared by SHA-256 digest in constant time; configured as token or ``sha256:<hex>``."""
+
+    def __init__(self, tokens: Iterable[str]) -> None:
+        self._digests = [bytes.fromhex(t[7:]) if t.startswith("sha256:") else _sha256(t) for t in tokens]
+
+    def __call__(self, authorization: str | None) -> bool:
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return False
+        try:
+            presented = _sha256(token)
+        except UnicodeError:
+            return False
+        matched = False
+        for digest in self._digests:  # every entry is compared: the time does not say which one matched
+            matched |= hmac.compare_digest(presented, digest)
+        return matched
+
+
+def _sha256(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+# -- middlewares (outermost first) ----------------------------------------------------------------
+
+@web.middleware
+async def _log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One line per request: client, method, path (no query), status, duration. Never headers."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        log.info("%s %s %s %d %.1fms", request.remote, request.method, request.rel_url.raw_path, status,
+                 (time.perf_counter() - started) * 1000)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Translate every failure into a JSON reply; the service's exceptions map onto statuses here only."""
+    try:
+        return await handler(request)
+    except HttpError as exc:
+        return exc.response()
+    except web.HTTPException as exc:  # aiohttp's own: no such path, wrong method, body too large
+        allow = {hdrs.ALLOW: exc.headers[hdrs.ALLOW]} if hdrs.ALLOW in exc.headers else None
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=allow)
+    except ValidationError as exc:
+        return HttpError.refused([Problem(exc.field, exc.reason)]).response()
+    except FnotifyError as exc:
+        status = next((s for kind, s in _STATUS_OF.items() if isinstance(exc, kind)), 400)
+        if status == 503:
+            log.error("%s %s failed: %s", request.method, request.rel_url.raw_path, exc)
+        if status == 400:
+            return HttpError.refused([Problem(None, str(exc))]).response()
+        return web.json_response({"error": str(exc)}, status=status)
+    except Exception:
+        log.exception("%s %s failed unexpectedly", request.method, request.rel_url.raw_path)
+        return web.json_response({"error": "internal error; see the daemon log"}, status=500)
+
+
+def _auth(check: TokenCheck) -> Middleware:
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not check(request.headers.get(hdrs.AUTHORIZATION)):
+            raise HttpError(401, {"error": "unauthorized"}, {hdrs.WWW_AUTHENTICATE: "Bearer"})
+        return await handler(request)
+
+    return auth
+
+
+# -- reading requests ------------------------------------------------------------------------------
+
+async def _body(request: web.Request, schema: str) -> dict[str, Any]:
+    """The JSON body, held to ``schema``: 413 if too large, 400/422 naming each bad field."""
+    limit = request.app[_MAX_BODY]
+    if request.content_length is not None and request.content_length > limit:
+        raise HttpError(413, {"error": f"the body is larger than {limit} bytes"})
+    raw = await request.read()
+    try:
+        value = json.loads(raw, parse_float=_number)
+        json.dumps(value, ensure_ascii=False).encode()  # an unpaired \\ud800 escape cannot be stored
+    except (ValueError, RecursionError) as exc:
+        raise HttpError.refused([Problem(None, f"not valid JSON: {exc}", wrong_type=True)]) from None
+    found = problems(value, SCHEMAS[schema])
+    if found:
+        raise HttpError.refused(found)
+    assert isinstance(value, dict)
+    return value
+
+
+def _number(text: str) -> int | float:
+    """JSON Schema counts 2.0 as an integer, so it is one here (the service wants ints for ids)."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _params(schema: str, given: Mapping[str, list[str]]) -> dict[str, Any]:
+    """Path or query parameters (name -> values sent), integers converted, held to the schema."""
+    properties = QUERY_SCHEMAS[schema]["properties"]
+    values: dict[str, Any] = {}
+    found: list[Problem] = []
+    for name, spec in properties.items():
+        sent = given.get(name, [])
+        if len(sent) > 1:
+            found.append(Problem(name, "give it once", wrong_type=True))
+        elif sent:
+            value = sent[0]
+            values[name] = int(value) if spec["type"] == "integer" and _INTEGER.fullmatch(value) else value
+    found += problems(values, QUERY_SCHEMAS[schema])
+    if QUERY_SCHEMAS[schema].get("additionalProperties") is False:
+        found += [Problem(name, f"unknown parameter (allowed: {', '.join(properties)})")
+                  for name in given if name not in properties]
+    if found:
+        raise HttpError.refused(found)
+    return values
+
+
+def _path_id(request: web.Request) -> dict[str, Any]:
+    return _params("id", {"id": [request.match_info["id"]]})
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    if isinstance(value, list):
+        value = [v.to_json() for v in value]
+    elif hasattr(value, "to_json"):
+        value = value.to_json()
+    return web.json_response(value, status=status)
+
+
+class HttpApi:
+    """The routes: each a thin mapping of one request onto one ``Service`` method."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.routes: list[tuple[str, str, Handler]] = [
+            ("POST", "/api/v1/notifications", self.send),
+            ("GET", "/api/v1/notifications", self.list_notifications),
+            ("GET", "/api/v1/notifications/{id}", self.show),
+            ("POST", "/api/v1/notifications/{id}/cancel", self.cancel),
+            ("GET", "/api/v1/recipients", self.list_recipients),
+            ("POST", "/api/v1/recipients", self.add_recipient),
+            ("GET", "/api/v1/recipients/{id}", self.show_recipient),
+            ("PATCH", "/api/v1/recipients/{id}", self.update_recipient),
+            ("DELETE", "/api/v1/recipients/{id}", self.remove_recipient),
+            ("POST", "/api/v1/recipients/{id}/link", self.link_recipient),
+            ("POST", "/api/send/", self.legacy_send),
+            ("GET", "/api/v1/openapi.json", self.openapi),
+        ]
+
+    async def send(self, request: web.Request) -> web.Response:
+        notification, created = await self.service.send(await _body(request, "SendRequest"))
+        return _json(notification, 202 if created else 200)
+
+    async def list_notifications(self, request: web.Request) -> web.Response:
+        query = _params("list", {name: request.query.getall(name) for name in request.query})
+        limit = query.get("limit", DEFAULT_LIMIT)
+        params = {"status": query.get("status"), "limit": limit, "before_id": _cursor(query.get("cursor"))}
+        items = await self.service.list_notifications(params)
+        next_cursor = str(items[-1].id) if len(items) == limit else None
+        return web.json_response({"items": [n.to_json() for n in items], "next_cursor": next_cursor})
+
+    async def show(self, request: web.Request) -> web.Response:
+        return _json(await self.service.show(_path_id(request)))
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        return _json(await self.service.cancel(_path_id(request)))
+
+    async def list_recipients(self, request: web.Request) -> web.Response:
+        return _json(await self.service.list_recipients({}))
+
+    async def add_recipient(self, request: web.Request) -> web.Response:
+        return _json(await self.service.add_recipient(await _body(request, "RecipientCreate")), 201)
+
+    async def show_recipient(self, request: web.Request) -> web.Response:
+        return _json(await self.service.show_recipient(_path_id(request)))
+
+    async def update_recipient(self, request: web.Request) -> web.Response:
+        params = _path_id(request)
+        fields = await _body(request, "RecipientUpdate")
+        return _json(await self.service.update_recipient({**fields, **params}))
+
+    async def remove_recipient(self, request: web.Request) -> web.Response:
+        return _json(await self.service.remove_recipient(_path_id(request)))
+
+    async def link_recipient(self, request: web.Request) -> web.Response:
+        return _json(await self.service.link_recipient(_path_id(request)))
+
+    async def legacy_send(self, request: web.Request) -> web.Response:
+        """``POST /api/send/`` as the replaced Django service took it: 201, or 400 in DRF's shape."""
+        try:
+            body = await _body(request, "LegacySendRequest")
+            params = {"recipient_id": body["recipient"], "message": body["message"]}
+            if "channels_chain" in body:
+                params["chain"] = body["channels_chain"]
+            notification, _ = await self.service.send(params)
+        except HttpError as exc:
+            if exc.status not in (400, 422):
+                raise
+            raise HttpError(400, _drf_errors(exc.body["errors"])) from None
+        except ValidationError as exc:
+            raise HttpError(400, {_LEGACY_FIELDS.get(exc.field, exc.field): [exc.reason]}) from None
+        except NotFound as exc:
+            raise HttpError(400, {"recipient": [str(exc)]}) from None
+        return web.json_response(_legacy_view(notification), status=201)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document())
+
+
+def _cursor(cursor: str | None) -> int | None:
+    """Cursors are opaque to clients; today one is the id of the last notification on the page."""
+    if cursor is None:
+        return None
+    if not cursor.isascii() or not cursor.isdigit() or not 1 <= int(cursor) < 2**63:
+        raise HttpError.refused([Problem("cursor", "not a cursor this API returned")])
+    return int(cursor)
+
+
+def _drf_errors(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """DRF's shape: ``{"field": ["message", ...]}``, or ``{"detail": "..."}`` for the request as a whole."""
+    whole = [e["message"] for e in errors if e["field"] is None]
+    if whole:
+        return {"detail": "; ".join(whole)}
+    out: dict[str, list[str]] = {}
+    for error in errors:
+        out.setdefault(_LEGACY_FIELDS.get(error["field"], error["field"]), []).append(error["message"])
+    return out
+
+
+def _legacy_view(notification: Notification) -> dict[str, Any]:
+    """The notification, plus the fields the Django service echoed back under its own names."""
+    data = notification.to_json()
+    return {**data, "recipient": notification.recipient_id, "message": notification.text,
+            "channels_chain": data["chain"]}
+
+
+def build_app(service: Service, tokens: Iterable[str], *, max_body: int = MAX_BODY) -> web.Application:
+    """The aiohttp application: logging, JSON errors and bearer auth around ``HttpApi``'s routes."""
+    app = web.Application(middlewares=[_log_requests, _errors, _auth(TokenCheck(tokens))],
+                          client_max_size=max_body)
+    app[_MAX_BODY] = max_body
+    for method, path, handler in HttpApi(service).routes:
+        app.router.add_route(method, path, handler)
+    return app
+
+
+class HttpServer:
+    """Serves ``build_app`` on ``[http] listen``; ``address`` is the bound one (port 0 picks a free port)."""
+
+    def __init__(self, service: Service, config: HttpConfig, *, shutdown_timeout: float = 10.0) -> None:
+        self.config = config
+        tokens = [t.get_secret_value() for t in config.tokens]
+        self._runner = web.AppRunner(build_app(service, tokens), access_log=None,
+                                     shutdown_timeout=shutdown_timeout)
+        self._started = False
+
+    async def start(self) -> None:
+        host, port = self.config.address
+        await self._runner.setup()
+        try:
+            await web.TCPSite(self._runner, host, port).start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise FnotifyError(f"cannot serve the HTTP API on {self.config.listen}: {exc.strerror}; "
+                               "change [http] listen or stop whatever holds the port") from None
+        self._started = True
+        log.info("HTTP API listening on %s", self.url)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) actually bound; only while started."""
+        host, port = self._runner.addresses[0][:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._runner.cleanup()
