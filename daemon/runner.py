@@ -10,6 +10,7 @@ from daemon.config import Config
 from daemon.errors import FnotifyError
 from daemon.logs import setup_logging
 from daemon.redact import Redactor
+from daemon.systemd import listen_socket
 
 log = logging.getLogger("daemon")
 
@@ -18,7 +19,8 @@ def run_daemon(config: Config) -> int:
     redactor = Redactor(config.secrets())
     setup_logging(config.daemon.log_level, redactor)
     try:
-        asyncio.run(Daemon(config, redactor=redactor).run_until_signalled())
+        sock = listen_socket()  # socket activation: the .socket unit's listening socket, if passed
+        asyncio.run(Daemon(config, redactor=redactor, listen_socket=sock).run_until_signalled())
     except FnotifyError as exc:
         log.error("cannot start: %s", exc)
         return 1

@@ -37,6 +37,7 @@ class SocketServer:
         self.path = path
         self.max_connections = max_connections
         self._server: asyncio.Server | None = None
+        self._owns_path = True
         self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._ops: dict[str, Handler] = {
             "ping": self._ping,
@@ -54,11 +55,13 @@ class SocketServer:
             "recipient.show": service.show_recipient,
             "recipient.update": service.update_recipient,
             "recipient.remove": service.remove_recipient,
+            "recipient.link": service.link_recipient,
             **(extra_ops or {}),
         }
 
     async def start(self, sock: socket.socket | None = None) -> None:
         """Listen on ``sock`` (socket activation) or bind ``path`` with mode 0660."""
+        self._owns_path = sock is None  # an activated socket's file belongs to the .socket unit
         if sock is not None:
             self._server = await asyncio.start_unix_server(self._handle, sock=sock, limit=protocol.MAX_LINE)
             return
@@ -96,6 +99,8 @@ class SocketServer:
                 await asyncio.wait(list(self._connections), timeout=2)
             await self._server.wait_closed()
             self._server = None
+        if not self._owns_path:
+            return
         with contextlib.suppress(FileNotFoundError):
             if self.path.exists() and stat.S_ISSOCK(self.path.stat().st_mode):
                 self.path.unlink()
