@@ -1,0 +1,172 @@
+"""What the TUI knows about the daemon's data, as pure functions over the protocol's JSON.
+
+Nothing here does I/O or imports Textual: the screens feed wire dicts and events in and render
+what comes out, and the tests exercise it without a terminal. The vocabulary (statuses, outcomes,
+channels) is the one documented in docs/protocol.md; the TUI does not import the daemon's models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Notification = dict[str, Any]
+Recipient = dict[str, Any]
+
+CHANNELS: tuple[str, ...] = ("telegram", "email", "sms")
+STATUSES: tuple[str, ...] = (
+    "queued", "sending", "delivered", "acknowledged", "failed", "cancelled", "expired",
+)
+FINAL_STATUSES = frozenset({"delivered", "acknowledged", "failed", "cancelled", "expired"})
+REDRIVABLE_STATUSES = frozenset({"failed", "expired"})
+TUI_KEY_PREFIX = "tui-"  # idempotency keys the send form makes up
+
+
+def is_final(notification: Notification) -> bool:
+    return notification.get("status") in FINAL_STATUSES
+
+
+# -- live events ------------------------------------------------------------------------------
+
+def notification_id_of(event_kind: str, data: dict[str, Any]) -> int | None:
+    """The notification an event is about, or None for recipient and stream events."""
+    if event_kind in ("attempt.started", "attempt.finished"):
+        value = data.get("notification_id")
+    elif event_kind in ("notification.created", "notification.status"):
+        value = data.get("id")
+    else:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def apply_event(notification: Notification, event_kind: str, data: dict[str, Any]) -> Notification:
+    """The notification after one stream event about it (a new dict; the input is not changed).
+
+    ``attempt.started`` adds an in-flight attempt, ``attempt.finished`` replaces it (or adds a
+    skipped one, which never started), ``notification.status`` carries the new status and channel.
+    """
+    updated = dict(notification)
+    attempts: list[dict[str, Any]] = [dict(a) for a in notification.get("attempts") or []]
+    if event_kind == "attempt.started":
+        if not any(a.get("id") == data.get("attempt_id") for a in attempts):
+            attempts.append({"id": data.get("attempt_id"), "channel": data.get("channel"), "outcome": None,
+                             "error": None, "started_at": None, "finished_at": None, "duration_ms": None,
+                             "retry_at": None, "provider_message_id": None})
+        updated["channel"] = data.get("channel") or updated.get("channel")
+        if updated.get("status") == "queued":
+            updated["status"] = "sending"
+    elif event_kind == "attempt.finished":
+        attempt = {k: v for k, v in data.items() if k != "notification_id"}
+        index = next((i for i, a in enumerate(attempts) if a.get("id") == attempt.get("id")), None)
+        if index is None:
+            attempts.append(attempt)
+        else:
+            attempts[index] = attempt
+        if attempt.get("retry_at"):
+            updated["next_attempt_at"] = attempt["retry_at"]
+    elif event_kind in ("notification.status", "notification.created"):
+        updated.update({k: v for k, v in data.items() if k not in ("attempts", "attempt_count")})
+    updated["attempts"] = attempts
+    updated["attempt_count"] = max(len(attempts), int(notification.get("attempt_count") or 0))
+    return updated
+
+
+# -- the home table's filters -----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class NotificationFilter:
+    """What the operator narrowed the notifications table to; also the ``list`` op's params."""
+
+    status: str | None = None
+    recipient_id: int | None = None
+    search: str = ""
+
+    def list_params(self, before_id: int | None, limit: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if self.status:
+            params["status"] = self.status
+        if self.recipient_id is not None:
+            params["recipient_id"] = self.recipient_id
+        if self.search.strip():
+            params["search"] = self.search.strip()
+        if before_id is not None:
+            params["before_id"] = before_id
+        return params
+
+    def matches(self, notification: Notification) -> bool:
+        """Whether a notification announced live belongs in the filtered table."""
+        if self.status and notification.get("status") != self.status:
+            return False
+        if self.recipient_id is not None and notification.get("recipient_id") != self.recipient_id:
+            return False
+        needle = self.search.strip().lower()
+        return not needle or needle in str(notification.get("text") or "").lower()
+
+    @property
+    def is_empty(self) -> bool:
+        return self == NotificationFilter()
+
+
+# -- recipients ---------------------------------------------------------------------------------
+
+def reachable_channels(recipient: Recipient) -> list[str]:
+    """The channels this recipient has an address for and has not opted out of."""
+    opted_out = set(recipient.get("opt_out") or [])
+    has = {
+        "telegram": recipient.get("telegram_chat_id") is not None and not recipient.get("telegram_blocked"),
+        "email": bool(recipient.get("email")),
+        "sms": bool(recipient.get("phone")),
+    }
+    return [c for c in CHANNELS if has[c] and c not in opted_out]
+
+
+def recipient_matches(recipient: Recipient, query: str) -> bool:
+    """Search by name, email, phone or id, case-insensitively."""
+    needle = query.strip().lower()
+    if not needle:
+        return True
+    haystack = " ".join(str(recipient.get(k) or "") for k in ("name", "email", "phone", "id")).lower()
+    return all(part in haystack for part in needle.split())
+
+
+def recipient_params(values: dict[str, str], opt_out: list[str]) -> dict[str, Any]:
+    """``recipient.add`` / ``recipient.update`` params from the edit form's text fields.
+
+    Empty email / phone / chat id mean "none" (the daemon clears them); the chat id stays text
+    when it is not a number, so the daemon's validation names the field.
+    """
+    params: dict[str, Any] = {"name": values.get("name", "").strip()}
+    for key in ("email", "phone"):
+        params[key] = values.get(key, "").strip() or None
+    chat = values.get("telegram_chat_id", "").strip()
+    params["telegram_chat_id"] = int(chat) if chat.lstrip("-").isdigit() else (chat or None)
+    params["opt_out"] = list(opt_out)
+    return params
+
+
+# -- channel health -------------------------------------------------------------------------------
+
+def channel_verdict(counts: dict[str, Any]) -> str:
+    """One word an operator reads at a glance: disabled, idle, ok, degraded or failing."""
+    if not counts.get("enabled"):
+        return "disabled"
+    delivered = int(counts.get("delivered") or 0)
+    trouble = int(counts.get("retry") or 0) + int(counts.get("failed") or 0)
+    if delivered == 0 and trouble == 0:
+        return "idle"
+    if delivered == 0:
+        return "failing"
+    return "degraded" if trouble else "ok"
+
+
+def changed_fields(original: Recipient, params: dict[str, Any]) -> dict[str, Any]:
+    """Only what the form changed: re-sending an unchanged chat id would unblock a blocked chat."""
+    changed: dict[str, Any] = {}
+    for key, value in params.items():
+        before = original.get(key)
+        if key == "opt_out":
+            if sorted(value or []) != sorted(before or []):
+                changed[key] = value
+        elif value != before:
+            changed[key] = value
+    return changed

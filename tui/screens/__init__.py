@@ -1,0 +1,3 @@
+"""The TUI's screens, one module each."""
+
+from __future__ import annotations

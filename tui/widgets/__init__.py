@@ -1,0 +1,3 @@
+"""Reusable widgets of the TUI."""
+
+from __future__ import annotations
