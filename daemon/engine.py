@@ -6,6 +6,12 @@ adapters, and writes each outcome with the next state in one transaction. The on
 single APScheduler job armed at the earliest ``next_attempt_at`` on disk, so a backlog of any size
 costs one job, and at start the timer is simply re-armed from the database.
 
+A notification with an ``ack_timeout`` is not done when Telegram accepts it (if a channel is left
+to escalate to): the row stays ``sending`` with ``awaiting_ack`` set and ``next_attempt_at`` at the
+ack deadline, on the same timer as retries, so it survives restarts. Coming due that way, the
+Telegram attempt is recorded ``unacknowledged`` and the walk goes on to the next channel; the
+bot's "Got it" button (``Store.acknowledge``) makes it ``acknowledged`` first and nothing is due.
+
 This module imports no provider library: adapters translate their errors into
 TransientError / PermanentError, and ``daemon.failover.decide`` turns results into steps.
 """
@@ -26,7 +32,7 @@ from daemon.channels.base import ChannelAdapter, OutgoingMessage
 from daemon.errors import PermanentError, StorageError, TransientError
 from daemon.events import EventBus
 from daemon.failover import AttemptResult, RetryPolicy, Step, StepKind, decide
-from daemon.models import Channel, Notification, Recipient, Status, utcnow
+from daemon.models import Channel, Notification, Outcome, Recipient, Status, iso, utcnow
 from daemon.redact import Redactor
 from daemon.storage.base import AttemptRecord, NotificationUpdate, Store
 
@@ -189,6 +195,11 @@ class Engine:
     async def _walk(self, n: Notification) -> None:
         recipient = await self.store.get_recipient(n.recipient_id)
         position, tries, status = n.position, n.tries_on_channel, n.status
+        if n.ack_timeout is not None and await self.store.awaiting_ack(n.id):
+            status = await self._unacknowledged(n, position, status)
+            if status.is_final:
+                return
+            position, tries = position + 1, 0
         while True:
             channel = n.chain[position]
             adapter = self.channels.get(channel)
@@ -205,15 +216,30 @@ class Engine:
                 result = await self._send(adapter, n, recipient)
             step = decide(len(n.chain), position, tries, result, self.policy, self.rng)
             now = self.clock()
-            record, update = _plan(step, result, now)
+            record, update = _plan(step, result, now, _ack_wait(n, position))
             attempt, new_status = await self.store.finish_attempt(attempt_id, n.id, channel, record, update, now)
-            self._report(n, attempt.to_json(), step, status, new_status)
+            self._report(n, attempt.to_json(), step, status, new_status, update)
             status = new_status
-            if step.kind is StepKind.RETRY and update.next_attempt_at is not None:
+            if update.release and update.next_attempt_at is not None:  # a retry, or the ack deadline
                 self._arm_if_earlier(update.next_attempt_at)
             if status.is_final or step.kind is not StepKind.NEXT:
                 return
             position, tries = step.position, step.tries
+
+    async def _unacknowledged(self, n: Notification, position: int, status: Status) -> Status:
+        """The ack deadline passed without the "Got it" button being pressed: record that against the
+        Telegram delivery and go on to the next channel, keeping the claim (as any NEXT step does)."""
+        now = self.clock()
+        record = AttemptRecord(Outcome.UNACKNOWLEDGED, f"not acknowledged within {n.ack_timeout:g} s")
+        if position + 1 < len(n.chain):
+            step = Step(StepKind.NEXT, Outcome.UNACKNOWLEDGED, position + 1, 0)
+            update = NotificationUpdate(Status.SENDING, position + 1, 0, now, release=False)
+        else:  # never armed this way (see _ack_wait), but nothing is left to escalate to
+            step = Step(StepKind.EXHAUSTED, Outcome.UNACKNOWLEDGED, position, n.tries_on_channel)
+            update = NotificationUpdate(Status.FAILED, position, n.tries_on_channel, None)
+        attempt, new_status = await self.store.finish_attempt(None, n.id, n.chain[position], record, update, now)
+        self._report(n, attempt.to_json(), step, status, new_status, update)
+        return new_status
 
     async def _send(self, adapter: ChannelAdapter, n: Notification, recipient: Recipient) -> AttemptResult:
         message = OutgoingMessage(n.id, recipient, n.text, n.subject, ack_requested=n.ack_timeout is not None)
@@ -236,14 +262,20 @@ class Engine:
         if job is None or job.next_run_time is None or when < job.next_run_time:
             self._arm_at(when)
 
-    def _report(self, n: Notification, attempt: dict[str, Any], step: Step, old: Status, new: Status) -> None:
+    def _report(self, n: Notification, attempt: dict[str, Any], step: Step, old: Status, new: Status,
+                update: NotificationUpdate) -> None:
+        then = f", retry in {step.delay:.1f} s" if step.kind is StepKind.RETRY else ""
+        if update.awaiting_ack:
+            then = f", waiting {n.ack_timeout:g} s for an acknowledgement"
         log.info(
             "notification %d -> recipient %d: %s %s in %s ms%s%s",
             n.id, n.recipient_id, attempt["channel"], attempt["outcome"], attempt["duration_ms"],
-            f" ({attempt['error']})" if attempt["error"] else "",
-            f", retry in {step.delay:.1f} s" if step.kind is StepKind.RETRY else "",
+            f" ({attempt['error']})" if attempt["error"] else "", then,
         )
         self.events.publish("attempt.finished", {"notification_id": n.id, **attempt})
+        if update.awaiting_ack:
+            self.events.publish("notification.awaiting_ack", {
+                "id": n.id, "recipient_id": n.recipient_id, "until": iso(update.next_attempt_at)})
         if new is not old:
             self.events.publish("notification.status", {"id": n.id, "recipient_id": n.recipient_id,
                                                         "status": str(new), "channel": attempt["channel"]})
@@ -257,7 +289,18 @@ def _unavailable(adapter: ChannelAdapter | None, recipient: Recipient | None) ->
     return adapter.unavailable_reason(recipient)
 
 
-def _plan(step: Step, result: AttemptResult, now: datetime) -> tuple[AttemptRecord, NotificationUpdate]:
+def _ack_wait(n: Notification, position: int) -> float | None:
+    """Seconds to wait for the "Got it" button after a delivery at ``position``, or None: only the
+    Telegram message carries the button, and only a channel left to escalate to makes waiting useful
+    (without one the delivery ends the notification; a later press still acknowledges it)."""
+    if n.ack_timeout is None or n.chain[position] is not Channel.TELEGRAM or position + 1 >= len(n.chain):
+        return None
+    return n.ack_timeout
+
+
+def _plan(
+    step: Step, result: AttemptResult, now: datetime, ack_wait: float | None = None
+) -> tuple[AttemptRecord, NotificationUpdate]:
     """Turn a decision into what is written: the attempt's record and the notification's next state."""
     error = result.error
     if step.note:
@@ -268,6 +311,11 @@ def _plan(step: Step, result: AttemptResult, now: datetime) -> tuple[AttemptReco
         update = NotificationUpdate(Status.SENDING, step.position, step.tries, now, release=False)
     elif step.kind is StepKind.RETRY:
         update = NotificationUpdate(Status.SENDING, step.position, step.tries, retry_at)
+    elif step.kind is StepKind.DONE and ack_wait is not None:
+        # delivered, but not done: the row comes due again at the ack deadline (a timer that survives
+        # restarts like any retry) and is then escalated, unless the button was pressed by then
+        update = NotificationUpdate(Status.SENDING, step.position, step.tries, now + timedelta(seconds=ack_wait),
+                                    awaiting_ack=True)
     else:
         update = NotificationUpdate(_FINAL_STATUS[step.kind], step.position, step.tries, None)
     return record, update

@@ -10,17 +10,31 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from daemon import __version__, validation
 from daemon.config import Config
 from daemon.engine import Engine
-from daemon.errors import NotFound
+from daemon.errors import Conflict, NotFound
 from daemon.events import EventBus
-from daemon.models import Notification, Recipient, utcnow
-from daemon.storage.base import Store
+from daemon.models import Channel, Notification, Recipient, utcnow
+from daemon.storage.base import AckOutcome, AckResult, LinkOutcome, LinkRedemption, Store
 
 LIST_LIMIT_MAX = 1000
+
+
+class TelegramBotNotRunning(Conflict):
+    """Opt-in links come from the in-daemon bot, which runs only with [telegram] enabled."""
+
+    code = "unsupported"
+
+
+class LinkIssuer(Protocol):
+    """Makes opt-in deep links (``bot.links.LinkIssuer``; the daemon sets one while the bot runs)."""
+
+    async def issue(self, recipient_id: int) -> dict[str, Any]:
+        """A new single-use link for the recipient: at least ``url``, ``token`` and ``expires_at``."""
+        ...
 
 
 class Service:
@@ -34,6 +48,7 @@ class Service:
         self.events = events
         self.clock = clock
         self.started = time.monotonic()
+        self.links: LinkIssuer | None = None
 
     # -- notifications -----------------------------------------------------------------------
 
@@ -121,6 +136,53 @@ class Service:
         self.events.publish("recipient.removed", {"id": recipient_id})
         return {"id": recipient_id, "removed": True}
 
+    # -- Telegram: opt-in links, and what the in-daemon bot's commands do ------------------------
+
+    async def link_recipient(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A single-use, expiring deep link: the Telegram chat that opens it is linked to the recipient."""
+        recipient = await self.show_recipient(params)
+        if self.links is None:
+            raise TelegramBotNotRunning("opt-in links need the Telegram bot: set [telegram] enabled = true")
+        link = await self.links.issue(recipient.id)
+        self.events.publish("recipient.link_created", {"recipient_id": recipient.id, "expires_at": link["expires_at"]})
+        return link
+
+    async def redeem_link(self, token: str, chat_id: int) -> LinkRedemption:
+        """``/start <token>`` from ``chat_id``: only LINKED changes anything."""
+        redemption = await self.store.redeem_link_token(token, chat_id, self.clock())
+        if redemption.outcome is LinkOutcome.LINKED and redemption.recipient is not None:
+            self.events.publish("recipient.linked", _telegram_event(redemption.recipient))
+        return redemption
+
+    async def recipient_for_chat(self, chat_id: int) -> Recipient | None:
+        return await self.store.get_recipient_by_chat(chat_id)
+
+    async def set_telegram_opt_out(self, chat_id: int, opted_out: bool) -> tuple[Recipient | None, bool]:
+        """``/stop`` and ``/resume``: the chat's recipient (None: not linked) and whether it changed."""
+        recipient = await self.store.get_recipient_by_chat(chat_id)
+        if recipient is None or (Channel.TELEGRAM in recipient.opt_out) == opted_out:
+            return recipient, False
+        opt_out = recipient.opt_out | {Channel.TELEGRAM} if opted_out else recipient.opt_out - {Channel.TELEGRAM}
+        recipient = await self.store.update_recipient(recipient.id, {"opt_out": opt_out})
+        self.events.publish("recipient.opted_out" if opted_out else "recipient.opted_in", _telegram_event(recipient))
+        return recipient, True
+
+    async def set_telegram_blocked(self, chat_id: int, blocked: bool) -> Recipient | None:
+        """The user blocked the bot (``my_chat_member`` kicked) or is back (member, ``/start``)."""
+        recipient = await self.store.get_recipient_by_chat(chat_id)
+        if recipient is None or recipient.telegram_blocked == blocked:
+            return recipient
+        recipient = await self.store.update_recipient(recipient.id, {"telegram_blocked": blocked})
+        self.events.publish("recipient.blocked" if blocked else "recipient.unblocked", _telegram_event(recipient))
+        return recipient
+
+    async def acknowledge(self, notification_id: int, chat_id: int) -> AckResult:
+        """The "Got it" button, pressed in ``chat_id``: ends the notification, no further channel."""
+        result = await self.store.acknowledge(notification_id, chat_id, self.clock())
+        if result.outcome is AckOutcome.ACKNOWLEDGED and result.notification is not None:
+            self.events.publish("notification.status", _summary(result.notification))
+        return result
+
     # -- daemon ----------------------------------------------------------------------------------
 
     async def status(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -157,6 +219,11 @@ class Service:
             name: {"enabled": any(str(c) == name for c in self.engine.channels), **counts.get(name, {})}
             for name in ("telegram", "email", "sms")
         }
+
+
+def _telegram_event(r: Recipient) -> dict[str, Any]:
+    return {"recipient_id": r.id, "name": r.name, "telegram_chat_id": r.telegram_chat_id,
+            "telegram_state": r.telegram_state}
 
 
 def _summary(n: Notification) -> dict[str, Any]:
