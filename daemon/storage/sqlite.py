@@ -21,7 +21,8 @@ from daemon.models import (
     Recipient,
     Status,
 )
-from daemon.storage.base import AttemptRecord, NotificationUpdate
+from daemon.storage import sqlite_bot
+from daemon.storage.base import AckOutcome, AckResult, AttemptRecord, LinkOutcome, LinkRedemption, NotificationUpdate
 from daemon.storage.writer import GroupCommitWriter
 
 APPLICATION_ID = 0x666E6F74  # "fnot": tells our database from a foreign SQLite file
@@ -30,6 +31,8 @@ FINAL = tuple(str(s) for s in (Status.DELIVERED, Status.ACKNOWLEDGED, Status.FAI
                                Status.EXPIRED))
 _FINAL_SQL = ",".join(f"'{s}'" for s in FINAL)
 RECIPIENT_FIELDS = ("name", "email", "phone", "telegram_chat_id", "opt_out", "telegram_blocked")
+# columns added after a table first shipped: CREATE TABLE IF NOT EXISTS does not add them to old files
+ADDED_COLUMNS = (("notifications", "awaiting_ack", "INTEGER NOT NULL DEFAULT 0"),)
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -106,6 +109,7 @@ class SqliteStore:
             await self._check_identity(self._write)
             await self._write.execute("PRAGMA journal_mode = WAL")
             await self._write.executescript(resources.files("daemon.storage").joinpath("schema.sql").read_text())
+            await _add_missing_columns(self._write)
             await self._write.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             await self._write.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._read = await self._connect()
@@ -156,9 +160,8 @@ class SqliteStore:
         return await self._writer.submit(op)
 
     async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
-        async with self._r.execute(sql, params) as cur:
-            row: sqlite3.Row | None = await cur.fetchone()
-            return row
+        rows = await self._r.execute_fetchall(sql, params)  # one thread hop, not three
+        return next(iter(rows), None)  # type: ignore[arg-type]
 
     async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return list(await self._r.execute_fetchall(sql, params))
@@ -247,30 +250,30 @@ class SqliteStore:
     async def create_notification(self, new: NewNotification, now: datetime) -> tuple[Notification, bool]:
         ts = now.timestamp()
 
-        async def op(conn: aiosqlite.Connection) -> tuple[int, bool]:
+        async def op(conn: aiosqlite.Connection) -> tuple[sqlite3.Row | int, bool]:
             if new.idempotency_key is not None:
-                row = await (await conn.execute(
-                    "SELECT id FROM notifications WHERE idempotency_key = ?", (new.idempotency_key,)
-                )).fetchone()
-                if row is not None:
-                    return row[0], False
-            if await (await conn.execute(
-                "SELECT 1 FROM recipients WHERE id = ?", (new.recipient_id,)
-            )).fetchone() is None:
-                raise NotFound(f"recipient {new.recipient_id} does not exist")
-            cur = await conn.execute(
+                same = list(await conn.execute_fetchall(
+                    "SELECT id FROM notifications WHERE idempotency_key = ?", (new.idempotency_key,)))
+                if same:
+                    return int(same[0][0]), False
+            # one statement: checks the recipient, inserts, and hands the row back (hops cost ~0.1 ms each)
+            rows = list(await conn.execute_fetchall(
                 "INSERT INTO notifications (recipient_id, text, subject, chain, status, idempotency_key,"
                 " next_attempt_at, deadline, ack_timeout, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " SELECT ?,?,?,?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM recipients WHERE id = ?) RETURNING *",
                 (new.recipient_id, new.text, new.subject, ",".join(new.chain), str(Status.QUEUED),
-                 new.idempotency_key, ts, _ts(new.deadline), new.ack_timeout, ts, ts),
-            )
-            return cur.lastrowid or 0, True
+                 new.idempotency_key, ts, _ts(new.deadline), new.ack_timeout, ts, ts, new.recipient_id),
+            ))
+            if not rows:
+                raise NotFound(f"recipient {new.recipient_id} does not exist")
+            return rows[0], True
 
-        notification_id, created = await self._submit(op)
-        notification = await self.get_notification(notification_id)
-        assert notification is not None
-        return notification, created
+        row, created = await self._submit(op)
+        if created:
+            return _notification(row), True
+        existing = await self.get_notification(row)
+        assert existing is not None
+        return existing, False
 
     async def get_notification(self, notification_id: int) -> Notification | None:
         row = await self._one("SELECT * FROM notifications WHERE id = ?", (notification_id,))
@@ -339,7 +342,7 @@ class SqliteStore:
     async def redrive(self, notification_id: int, now: datetime) -> Notification:
         return await self._set_status_if(
             notification_id, now, (str(Status.FAILED), str(Status.EXPIRED)),
-            f"status = '{Status.QUEUED}', position = 0, tries = 0, deadline = NULL,"
+            f"status = '{Status.QUEUED}', position = 0, tries = 0, deadline = NULL, awaiting_ack = 0,"
             f" next_attempt_at = {now.timestamp()!r}", "retry",
         )
 
@@ -421,27 +424,24 @@ class SqliteStore:
                 )
                 aid, started = cur.lastrowid or 0, ts
             else:
-                row = await (await conn.execute(
+                rows = list(await conn.execute_fetchall(
                     "UPDATE attempts SET outcome = ?, error = ?, provider_message_id = ?, finished_at = ?,"
                     " retry_at = ? WHERE id = ? RETURNING started_at", (*values, attempt_id),
-                )).fetchone()
-                aid, started = attempt_id, row[0] if row else ts
-            await conn.execute(
+                ))
+                aid, started = attempt_id, rows[0][0] if rows else ts
+            updated = list(await conn.execute_fetchall(
                 f"UPDATE notifications SET status = ?, position = ?, tries = ?, next_attempt_at = ?,"
-                f" in_flight = CASE WHEN ? THEN 0 ELSE in_flight END, updated_at = ?"
-                f" WHERE id = ? AND status NOT IN ({_FINAL_SQL})",
+                f" in_flight = CASE WHEN ? THEN 0 ELSE in_flight END, awaiting_ack = ?, updated_at = ?"
+                f" WHERE id = ? AND status NOT IN ({_FINAL_SQL}) RETURNING status",
                 (str(update.status), update.position, update.tries, _ts(update.next_attempt_at),
-                 int(update.release), ts, notification_id),
-            )
-            # a notification cancelled while in flight keeps its status but drops its claim
-            await conn.execute(
-                f"UPDATE notifications SET in_flight = 0 WHERE id = ? AND status IN ({_FINAL_SQL})",
-                (notification_id,),
-            )
-            status = await (await conn.execute(
-                "SELECT status FROM notifications WHERE id = ?", (notification_id,)
-            )).fetchone()
-            return aid, started, status[0] if status else str(update.status)
+                 int(update.release), int(update.awaiting_ack), ts, notification_id),
+            ))
+            if updated:
+                return aid, started, str(updated[0][0])
+            # already final (cancelled while in flight): keep that status, drop the claim
+            final = list(await conn.execute_fetchall(
+                "UPDATE notifications SET in_flight = 0 WHERE id = ? RETURNING status", (notification_id,)))
+            return aid, started, str(final[0][0]) if final else str(update.status)
 
         aid, started, status = await self._submit(op)
         attempt = Attempt(
@@ -450,6 +450,30 @@ class SqliteStore:
             finished_at=now, retry_at=record.retry_at,
         )
         return attempt, Status(status)
+
+    async def awaiting_ack(self, notification_id: int) -> bool:
+        row = await self._one("SELECT awaiting_ack FROM notifications WHERE id = ?", (notification_id,))
+        return bool(row and row[0])
+
+    # -- the Telegram bot's side (its SQL is in daemon.storage.sqlite_bot) -------------------
+
+    async def create_link_token(self, recipient_id: int, token: str, now: datetime, expires_at: datetime) -> None:
+        await self._submit(lambda conn: sqlite_bot.insert_link_token(conn, recipient_id, token, now, expires_at))
+
+    async def redeem_link_token(self, token: str, chat_id: int, now: datetime) -> LinkRedemption:
+        outcome: LinkOutcome
+        outcome, recipient_id, holder_id = await self._submit(
+            lambda conn: sqlite_bot.redeem_link_token(conn, token, chat_id, now)
+        )
+        recipient = await self.get_recipient(recipient_id) if recipient_id is not None else None
+        holder = await self.get_recipient(holder_id) if holder_id is not None else None
+        return LinkRedemption(outcome, recipient, holder)
+
+    async def acknowledge(self, notification_id: int, chat_id: int, now: datetime) -> AckResult:
+        outcome = await self._submit(lambda conn: sqlite_bot.acknowledge(conn, notification_id, chat_id, now))
+        if outcome is AckOutcome.NOT_FOUND:  # perhaps another chat's: say nothing about it
+            return AckResult(outcome)
+        return AckResult(outcome, await self.get_notification(notification_id))
 
     # -- operators -------------------------------------------------------------------------
 
@@ -466,6 +490,13 @@ class SqliteStore:
         for channel, outcome, count in rows:
             health.setdefault(channel, {})[outcome] = count
         return health
+
+
+async def _add_missing_columns(conn: aiosqlite.Connection) -> None:
+    for table, column, declaration in ADDED_COLUMNS:
+        present = {row[1] for row in await conn.execute_fetchall(f"PRAGMA table_info({table})")}
+        if column not in present:
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 async def _ensure_chat_free(conn: aiosqlite.Connection, chat_id: int, recipient_id: int | None) -> None:
