@@ -90,6 +90,10 @@ class TelegramConfig(Section):
     link_ttl: float = Field(default=86_400, gt=0)
     """Seconds an opt-in deep link stays valid."""
     timeout: float = Field(default=10.0, gt=0)
+    rate_global: float = Field(default=30.0, gt=0, le=10_000)
+    """Messages a second the bot sends at most, over all chats (Telegram allows about 30)."""
+    rate_per_chat: float = Field(default=1.0, gt=0, le=1_000)
+    """Messages a second to one chat at most (Telegram allows about 1; groups 20 a minute)."""
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> TelegramConfig:

@@ -12,6 +12,12 @@ ack deadline, on the same timer as retries, so it survives restarts. Coming due 
 Telegram attempt is recorded ``unacknowledged`` and the walk goes on to the next channel; the
 bot's "Got it" button (``Store.acknowledge``) makes it ``acknowledged`` first and nothing is due.
 
+A notification with a ``deadline`` (``expires_in`` / ``deadline`` on send) gets no attempt after it:
+the deadline is checked before every attempt, and a retry that would fall later is due at the
+deadline instead. It then ends ``expired``, with one attempt-log entry (outcome ``skipped``, error
+"deadline ... passed: not tried") on the channel it would have tried. An ack wait is not cut short;
+the escalation after it is what the deadline refuses.
+
 This module imports no provider library: adapters translate their errors into
 TransientError / PermanentError, and ``daemon.failover.decide`` turns results into steps.
 """
@@ -31,7 +37,7 @@ from apscheduler.triggers.date import DateTrigger
 from daemon.channels.base import ChannelAdapter, OutgoingMessage
 from daemon.errors import PermanentError, StorageError, TransientError
 from daemon.events import EventBus
-from daemon.failover import AttemptResult, RetryPolicy, Step, StepKind, decide
+from daemon.failover import AttemptResult, RetryPolicy, Step, StepKind, clamp_to_deadline, decide, expiry
 from daemon.models import Channel, Notification, Outcome, Recipient, Status, iso, utcnow
 from daemon.redact import Redactor
 from daemon.storage.base import AttemptRecord, NotificationUpdate, Store
@@ -42,7 +48,7 @@ CLAIM_BATCH = 128
 WAKEUP_JOB = "wakeup"
 STORAGE_RETRY_SECONDS = 1.0
 
-_FINAL_STATUS = {StepKind.DONE: Status.DELIVERED, StepKind.EXHAUSTED: Status.FAILED}
+_FINAL_STATUS = {StepKind.DONE: Status.DELIVERED, StepKind.EXHAUSTED: Status.FAILED, StepKind.EXPIRED: Status.EXPIRED}
 
 
 class Engine:
@@ -202,21 +208,25 @@ class Engine:
             position, tries = position + 1, 0
         while True:
             channel = n.chain[position]
-            adapter = self.channels.get(channel)
-            reason = _unavailable(adapter, recipient)
             attempt_id: int | None = None
-            if reason is not None:
-                result = AttemptResult.skipped(reason)
+            expired = expiry(n.deadline, self.clock(), position, tries)
+            if expired is not None:  # checked before every attempt: none is made after the deadline
+                result, step = AttemptResult.skipped(f"deadline {iso(n.deadline)} passed: not tried"), expired
             else:
-                assert adapter is not None and recipient is not None
-                tries += 1
-                attempt_id = await self.store.start_attempt(n.id, channel, self.clock(), tries)
-                self.events.publish("attempt.started", {"notification_id": n.id, "attempt_id": attempt_id,
-                                                        "channel": str(channel)})
-                result = await self._send(adapter, n, recipient)
-            step = decide(len(n.chain), position, tries, result, self.policy, self.rng)
+                adapter = self.channels.get(channel)
+                reason = _unavailable(adapter, recipient)
+                if reason is not None:
+                    result = AttemptResult.skipped(reason)
+                else:
+                    assert adapter is not None and recipient is not None
+                    tries += 1
+                    attempt_id = await self.store.start_attempt(n.id, channel, self.clock(), tries)
+                    self.events.publish("attempt.started", {"notification_id": n.id, "attempt_id": attempt_id,
+                                                            "channel": str(channel)})
+                    result = await self._send(adapter, n, recipient)
+                step = decide(len(n.chain), position, tries, result, self.policy, self.rng)
             now = self.clock()
-            record, update = _plan(step, result, now, _ack_wait(n, position))
+            record, update = _plan(step, result, now, _ack_wait(n, position), n.deadline)
             attempt, new_status = await self.store.finish_attempt(attempt_id, n.id, channel, record, update, now)
             self._report(n, attempt.to_json(), step, status, new_status, update)
             status = new_status
@@ -246,6 +256,8 @@ class Engine:
         try:
             provider_id = await adapter.send(message)
         except TransientError as exc:
+            if exc.rate_limited:
+                return AttemptResult.rate_limited(self.redact(str(exc)), exc.retry_after)
             return AttemptResult.transient(self.redact(str(exc)), exc.retry_after)
         except PermanentError as exc:
             if exc.blocked:
@@ -299,9 +311,10 @@ def _ack_wait(n: Notification, position: int) -> float | None:
 
 
 def _plan(
-    step: Step, result: AttemptResult, now: datetime, ack_wait: float | None = None
+    step: Step, result: AttemptResult, now: datetime, ack_wait: float | None = None, deadline: datetime | None = None
 ) -> tuple[AttemptRecord, NotificationUpdate]:
-    """Turn a decision into what is written: the attempt's record and the notification's next state."""
+    """Turn a decision into what is written: the attempt's record and the notification's next state.
+    A retry that would fall after ``deadline`` comes due at the deadline, and then expires."""
     error = result.error
     if step.note:
         error = f"{error}; {step.note}" if error else step.note
@@ -310,7 +323,8 @@ def _plan(
     if step.kind is StepKind.NEXT:  # keep the claim: this task goes straight on to the next channel
         update = NotificationUpdate(Status.SENDING, step.position, step.tries, now, release=False)
     elif step.kind is StepKind.RETRY:
-        update = NotificationUpdate(Status.SENDING, step.position, step.tries, retry_at)
+        assert retry_at is not None
+        update = NotificationUpdate(Status.SENDING, step.position, step.tries, clamp_to_deadline(retry_at, deadline))
     elif step.kind is StepKind.DONE and ack_wait is not None:
         # delivered, but not done: the row comes due again at the ack deadline (a timer that survives
         # restarts like any retry) and is then escalated, unless the button was pressed by then

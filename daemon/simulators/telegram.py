@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.simulators.faults import FaultPlan, FaultRule
+from daemon.simulators.flood import DEFAULT_BURST, FloodControl
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ class TelegramSimulator:
         self.webhook: Json = {}
         self.requests: list[str] = []  # method names, as called
         self.base_url: str | None = None
+        self.flood: FloodControl | None = None  # see limit_rate
         self._updates: list[Json] = []
         self._last_update_id = 0
         self._open_queries: set[str] = set()  # callback queries not answered yet
@@ -286,10 +288,11 @@ class TelegramSimulator:
     # --- the control API (mounted under /telegram by whoever hosts it) ---------------------
 
     def control_routes(self) -> web.RouteTableDef:
-        """POST /faults (a FaultRule), /updates (a raw update), /user_sends ({chat_id, text}) answer 201
+        """POST /faults (a FaultRule), /updates (a raw update), /user_sends ({chat_id, text}),
+        /press_button ({chat_id, message_id, data}), /member_status ({chat_id, status}) answer 201
         with what was created, or 400 naming the bad input; GET /faults, DELETE /faults, GET /messages."""
         routes = web.RouteTableDef()
-        routes.post("/{what:faults|updates|user_sends}")(self._control_post)
+        routes.post("/{what:faults|updates|user_sends|press_button|member_status}")(self._control_post)
 
         @routes.get("/faults")
         async def list_faults(request: web.Request) -> web.Response:
@@ -318,6 +321,11 @@ class TelegramSimulator:
                 return web.json_response(rule.to_json(), status=201)
             if what == "updates":
                 return web.json_response(self.push_update(data), status=201)
+            if what == "press_button":
+                pressed = self.press_button(int(data["chat_id"]), int(data["message_id"]), str(data["data"]))
+                return web.json_response(pressed, status=201)
+            if what == "member_status":
+                return web.json_response(self.member_status(int(data["chat_id"]), str(data["status"])), status=201)
             text = data["text"]
             if not isinstance(text, str) or not text:
                 raise ValueError("text: must be a non-empty string")
@@ -380,8 +388,15 @@ class TelegramSimulator:
             raise TelegramApiError(403, "Forbidden: bot was blocked by the user")
         raise TelegramApiError(400, "Bad Request: chat not found")  # permanent
 
+    def limit_rate(self, rate_global: float = 30.0, rate_per_chat: float = 1.0, burst: float = DEFAULT_BURST) -> None:
+        """Enforce flood limits on sendMessage from now on: beyond them a 429 with retry_after, counted
+        in ``flood.refusals``."""
+        self.flood = FloodControl(rate_global, rate_per_chat, burst=burst)
+
     def _pace(self, chat_id: int) -> None:
-        """Flood control belongs here (see the pacing issue): raise a 429 when the bot sends too fast."""
+        """Telegram's flood control (when ``limit_rate`` turned it on): a 429 when the bot sends too fast."""
+        if self.flood is not None and (seconds := self.flood.check(chat_id)) is not None:
+            raise TelegramApiError(429, f"Too Many Requests: retry after {seconds}", retry_after=seconds)
 
     # --- Bot API methods -------------------------------------------------------------------
 

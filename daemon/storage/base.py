@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from daemon.models import Attempt, Channel, NewNotification, Notification, Outcome, Recipient, Status
@@ -32,6 +33,40 @@ class NotificationUpdate:
     tries: int
     next_attempt_at: datetime | None  # None: final or waiting on nothing
     release: bool = True  # clear the in-flight claim
+    awaiting_ack: bool = False  # delivered on Telegram; at next_attempt_at it counts as unacknowledged
+
+
+class LinkOutcome(StrEnum):
+    """What redeeming an opt-in token came to."""
+
+    LINKED = "linked"
+    ALREADY_LINKED = "already_linked"  # this very chat redeemed it before (a re-delivered /start)
+    UNKNOWN = "unknown"
+    USED = "used"
+    EXPIRED = "expired"
+    CHAT_TAKEN = "chat_taken"  # the chat is linked to another recipient: never moved silently
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRedemption:
+    outcome: LinkOutcome
+    recipient: Recipient | None = None  # the recipient the token was made for
+    holder: Recipient | None = None  # CHAT_TAKEN: the recipient the chat is linked to
+
+
+class AckOutcome(StrEnum):
+    """What pressing a notification's "Got it" button came to."""
+
+    ACKNOWLEDGED = "acknowledged"
+    ALREADY = "already"
+    CLOSED = "closed"  # cancelled, expired or failed: nothing left to acknowledge
+    NOT_FOUND = "not_found"  # no such notification asking for an ack, or not this chat's
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    outcome: AckOutcome
+    notification: Notification | None = None
 
 
 class Store(Protocol):
@@ -43,6 +78,7 @@ class Store(Protocol):
         self, name: str, email: str | None, phone: str | None, telegram_chat_id: int | None
     ) -> Recipient: ...
     async def get_recipient(self, recipient_id: int) -> Recipient | None: ...
+    async def get_recipient_by_chat(self, chat_id: int) -> Recipient | None: ...
     async def list_recipients(self) -> list[Recipient]: ...
     async def update_recipient(self, recipient_id: int, fields: dict[str, Any]) -> Recipient: ...
     async def remove_recipient(self, recipient_id: int) -> None: ...
@@ -76,6 +112,12 @@ class Store(Protocol):
         now: datetime,
     ) -> tuple[Attempt, Status]: ...
     async def set_telegram_blocked(self, recipient_id: int, blocked: bool) -> None: ...
+    async def awaiting_ack(self, notification_id: int) -> bool: ...
+
+    # the Telegram bot's side
+    async def create_link_token(self, recipient_id: int, token: str, now: datetime, expires_at: datetime) -> None: ...
+    async def redeem_link_token(self, token: str, chat_id: int, now: datetime) -> LinkRedemption: ...
+    async def acknowledge(self, notification_id: int, chat_id: int, now: datetime) -> AckResult: ...
 
     # operators
     async def counts_by_status(self) -> dict[str, int]: ...

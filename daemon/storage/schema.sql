@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS notifications (
     next_attempt_at  REAL,                           -- NULL once final
     deadline         REAL,
     ack_timeout      REAL,
+    awaiting_ack     INTEGER NOT NULL DEFAULT 0,     -- delivered on Telegram, waiting for "Got it" until next_attempt_at
     created_at       REAL    NOT NULL,
     updated_at       REAL    NOT NULL
 );
@@ -46,3 +47,15 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE INDEX IF NOT EXISTS attempts_notification ON attempts (notification_id, id);
 CREATE INDEX IF NOT EXISTS attempts_unfinished ON attempts (id) WHERE finished_at IS NULL;
 CREATE INDEX IF NOT EXISTS attempts_finished ON attempts (finished_at);
+
+-- Telegram opt-in deep links: single use, expiring. Only a SHA-256 of each token is kept, so a copy
+-- of the database does not hand out working links.
+CREATE TABLE IF NOT EXISTS link_tokens (
+    token_hash    TEXT    PRIMARY KEY,
+    recipient_id  INTEGER NOT NULL REFERENCES recipients (id) ON DELETE CASCADE,
+    created_at    REAL    NOT NULL,
+    expires_at    REAL    NOT NULL,
+    used_at       REAL,                               -- NULL until redeemed
+    used_by_chat  INTEGER
+);
+CREATE INDEX IF NOT EXISTS link_tokens_expiry ON link_tokens (expires_at);

@@ -79,7 +79,7 @@ class GroupCommitWriter:
             log.error("database write failed, %d request(s) refused: %s", len(batch), exc)
             try:
                 await self._conn.rollback()
-            except Exception:  # noqa: BLE001 - the rollback is best effort; the error is already reported
+            except Exception:
                 log.debug("rollback after failed commit also failed", exc_info=True)
             error = StorageError(f"database write failed: {exc}")
             for _, future in batch:

@@ -1,0 +1,10 @@
+"""The Telegram bot inside the daemon: opt-in deep links, /stop and /resume, /status, the "Got it" button.
+
+``bot.runner.TelegramBot`` runs an aiogram dispatcher on the daemon's loop; handlers call into
+``daemon.service``. Importing this package imports aiogram: the daemon does so only when
+``[telegram] enabled = true``.
+"""
+
+from bot.runner import TelegramBot
+
+__all__ = ["TelegramBot"]
