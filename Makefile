@@ -30,7 +30,7 @@ test: $(STAMP) ## run the test suite
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check daemon bot tui tests
 
-typecheck: $(STAMP) ## mypy (strict) on daemon/
+typecheck: $(STAMP) ## mypy (strict) on daemon/, bot/ and tui/
 	$(BIN)/mypy
 
 check: lint typecheck test ## everything CI checks

@@ -161,7 +161,7 @@ class SqliteStore:
 
     async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
         rows = await self._r.execute_fetchall(sql, params)  # one thread hop, not three
-        return next(iter(rows), None)  # type: ignore[arg-type]
+        return next(iter(rows), None)
 
     async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return list(await self._r.execute_fetchall(sql, params))
