@@ -6,7 +6,8 @@ it with the real ``fnotify`` CLI, printing each command and what it answered:
 1. a recipient without a Telegram chat whose mail server rejects the address:
    Telegram skipped -> email failed -> SMS delivered (the seed's user 1);
 2. a recipient with a Telegram chat: a clean delivery;
-3. Telegram answering 500 twice: retried with backoff on the same channel, then delivered.
+3. Telegram answering 500 twice: retried with backoff on the same channel, then delivered;
+4. Ivan linking his Telegram chat through the bot's deep link, then a delivery through Telegram.
 
 It exits 0 once it has shown that; ``--keep-running`` leaves the daemon and simulators up so a
 second terminal can run ``fnotify --config <path> tui`` against them.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import shutil
 import signal
 import sys
@@ -130,6 +132,19 @@ async def _scenarios(config: Path, suite: SimulatorSuite) -> None:
     suite.telegram.faults.inject("error", count=2)
     out = await fnotify(config, "send", "--to", "2", "--message", "Disk 91% full on db-1", "--wait")
     _expect(out, ["DELIVERED", "telegram  retry", "telegram  delivered"])
+
+    print(f"\n{BOLD}== 4. Ivan links his Telegram chat through the bot's single-use deep link{RESET}")
+    link = json.loads(await fnotify(config, "recipient", "link", "1", "--json"))
+    print(f"{DIM}(Ivan opens the link: his Telegram app sends /start <token> to the bot){RESET}")
+    suite.telegram.user_sends(2002, f"/start {link['token']}", first_name="Ivan")
+    for _ in range(100):  # the daemon's long poll picks the update up
+        if "linked" in (await fnotify(config, "recipient", "list", show=False)).splitlines()[1]:
+            break
+        await asyncio.sleep(0.1)
+    print(f"bot -> Ivan: {suite.telegram.messages_to(2002)[-1].text}")
+    await fnotify(config, "recipient", "list")
+    out = await fnotify(config, "send", "--to", "1", "--message", "Now straight to Telegram", "--wait")
+    _expect(out, ["DELIVERED", "telegram  delivered"])
 
     print(f"\n{BOLD}== What the providers received{RESET}")
     for m in suite.telegram.messages:
