@@ -239,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        config = load_config(args.config)
-        if getattr(args, "local", False):
+        local = getattr(args, "local", False)
+        config = load_config(args.config, client=not local)
+        if local:
             return int(args.func(args, config))
         return run_client_command(args.func, args, config)
     except ConfigError as exc:

@@ -300,8 +300,13 @@ def parse_config(raw: dict[str, Any], source: Path | None = None) -> Config:
     return config.model_copy(update={"source": source})
 
 
-def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
-    """Load, merge environment secrets, validate. Raises ConfigError naming file, key and reason."""
+def load_config(explicit: str | os.PathLike[str] | None = None, *, client: bool = False) -> Config:
+    """Load, merge environment secrets, validate. Raises ConfigError naming file, key and reason.
+
+    ``client=True`` is for commands that only talk to the daemon: they need the socket path, so
+    a channel section that does not validate here (its secrets held only by the service's
+    credentials, say) does not stop them; only ``[daemon]`` must be valid.
+    """
     path, required = resolve_path(explicit)
     raw: dict[str, Any] = {}
     if path.exists():
@@ -314,7 +319,13 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
     elif required:
         raise ConfigError(f"{path}: no such file")
     _read_secret_overrides(raw)
-    config = parse_config(raw, path if path.exists() else None)
+    source = path if path.exists() else None
+    try:
+        config = parse_config(raw, source)
+    except ConfigError:
+        if not client:
+            raise
+        config = parse_config({"daemon": raw.get("daemon", {})}, source)
     if config.source is not None:
         # a relative state_dir / socket is taken relative to the config file, not the cwd
         base = config.source.resolve().parent
