@@ -8,9 +8,11 @@ import signal
 import socket
 from typing import TYPE_CHECKING, Any
 
+from daemon.breaker import BreakerSettings
 from daemon.channels import build_channels
 from daemon.config import Config
 from daemon.engine import Engine
+from daemon.errors import FnotifyError
 from daemon.events import EventBus
 from daemon.failover import RetryPolicy
 from daemon.models import Channel
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RETENTION_JOB = "retention"
+RETENTION_EVERY = 86_400.0  # daily
+RETENTION_FIRST = 60.0  # the first prune a minute after start, off the start-up path
+
 
 def retry_policy(config: Config) -> RetryPolicy:
     r = config.retry
@@ -42,9 +48,13 @@ class Daemon:
         self.store = SqliteStore(config.daemon.database)
         self.channels = build_channels(config)
         self.engine = Engine(self.store, self.channels, retry_policy(config), self.events, self.redactor,
-                             max_in_flight=config.daemon.max_in_flight)
+                             max_in_flight=config.daemon.max_in_flight,
+                             breaker=BreakerSettings(config.breaker.threshold, config.breaker.cooldown))
         self.service = Service(config, self.store, self.engine, self.events)
-        self.server = SocketServer(self.service, config.daemon.socket_path)
+        self.server = SocketServer(self.service, config.daemon.socket_path,
+                                   max_connections=config.daemon.max_connections,
+                                   idle_timeout=config.daemon.idle_timeout, allowed_uids=config.daemon.allowed_uids,
+                                   allowed_gids=config.daemon.allowed_gids)
         self.http: HttpServer | None = None
         if config.http.enabled:
             from daemon.http_api import HttpServer  # aiohttp is imported only when the HTTP API is on
@@ -76,9 +86,21 @@ class Daemon:
             await self._close_resources()
             raise
         self._started = True
+        self.engine.every(RETENTION_EVERY, RETENTION_JOB, self._prune, first_in=RETENTION_FIRST)
         enabled = ", ".join(str(c) for c in Channel if c in self.channels) or "none"
         log.info("failover-notify ready: socket %s, database %s, channels: %s",
                  self.config.daemon.socket_path, self.config.daemon.database, enabled)
+
+    async def _prune(self) -> None:
+        """The daily retention job: final notifications older than ``[daemon] retention_days`` go."""
+        try:
+            pruned = await self.service.prune()
+        except FnotifyError as exc:  # a full disk, say: the next run tries again
+            log.error("retention prune failed: %s", exc)
+            return
+        if pruned:
+            log.info("retention: pruned %d notification(s) older than %g days", pruned,
+                     self.config.daemon.retention_days)
 
     async def stop(self) -> None:
         if not self._started:

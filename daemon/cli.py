@@ -132,6 +132,13 @@ async def cmd_resume(client: DaemonClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_backup(client: DaemonClient, args: argparse.Namespace) -> int:
+    # the daemon writes the file: give it an absolute path, since its working directory is not ours
+    result = await client.call("backup", path=str(Path(args.path).resolve()))
+    print(f"backed up to {result['path']} ({result['bytes']} bytes)")
+    return 0
+
+
 async def cmd_status(client: DaemonClient, args: argparse.Namespace) -> int:
     result = await client.call("status")
     if args.json:

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="resume delivery after `pause`")
     p.set_defaults(func=cli.cmd_resume)
 
+    p = sub.add_parser("backup", help="a consistent online copy of the database, made by the running daemon")
+    p.add_argument("path", help="the new file (never overwritten); relative to the current directory")
+    p.set_defaults(func=cli.cmd_backup)
+
     p = sub.add_parser("status", help="daemon status: queue depth, counts, channels")
     _json(p)
     p.set_defaults(func=cli.cmd_status)

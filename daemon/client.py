@@ -75,25 +75,43 @@ class DaemonClient:
     async def call(self, op: str, **params: Any) -> Any:
         """Send one request and return its result, or raise RemoteError."""
         async with self._lock:
-            if self._writer is None or self._reader is None:
-                await self.connect()
-            assert self._writer is not None and self._reader is not None
-            request_id = next(self._ids)
-            self._writer.write(protocol.encode({"id": request_id, "op": op, "params": params}))
-            try:
-                await self._writer.drain()
-                line = await asyncio.wait_for(self._reader.readline(), self.timeout)
-            except (ConnectionError, TimeoutError) as exc:
+            reply = await self._exchange(op, params)
+            if reply.get("id") is None and (reply.get("error") or {}).get("code") == "idle":
+                # the daemon hung up on this connection for idling before reading the request:
+                # nothing was done, so the request is simply sent again on a new connection
                 await self.close()
-                raise DaemonUnavailable(self.path, f"connection lost ({type(exc).__name__})") from None
-            if not line:
-                await self.close()
-                raise DaemonUnavailable(self.path, "the daemon closed the connection")
-            reply = json.loads(line)
+                reply = await self._exchange(op, params)
         if reply.get("ok"):
             return reply.get("result")
         err = reply.get("error") or {}
         raise RemoteError(err.get("code", "error"), err.get("message", "unknown error"), err.get("field"))
+
+    async def _exchange(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
+        reused = self._writer is not None
+        if self._writer is None or self._reader is None:
+            await self.connect()
+        assert self._writer is not None and self._reader is not None
+        request_id = next(self._ids)
+        try:
+            self._writer.write(protocol.encode({"id": request_id, "op": op, "params": params}))
+            await self._writer.drain()
+        except ConnectionError:
+            await self.close()
+            if not reused:
+                raise DaemonUnavailable(self.path, "connection lost while sending") from None
+            # a Unix socket write fails only when the daemon had already closed this (idle)
+            # connection: the request never reached it, so it is sent again on a new one
+            return await self._exchange(op, params)
+        try:
+            line = await asyncio.wait_for(self._reader.readline(), self.timeout)
+        except (ConnectionError, TimeoutError) as exc:
+            await self.close()
+            raise DaemonUnavailable(self.path, f"connection lost ({type(exc).__name__})") from None
+        if not line:
+            await self.close()
+            raise DaemonUnavailable(self.path, "the daemon closed the connection")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
 
     async def subscribe(self, events: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
         """Stream live events on this connection (it is then used for nothing else)."""

@@ -55,6 +55,18 @@ class DaemonConfig(Section):
     """How many attempts may be in flight at once across all channels."""
     shutdown_grace: float = Field(default=10.0, ge=0, le=600)
     """Seconds SIGTERM waits for in-flight attempts before recording them as pending."""
+    allowed_uids: tuple[int, ...] = ()
+    """Users allowed on the socket (checked with SO_PEERCRED); with allowed_gids empty too, anyone who can
+    open the 0660 socket file. The daemon's own user is not implied."""
+    allowed_gids: tuple[int, ...] = ()
+    """Groups (primary or supplementary) allowed on the socket, besides allowed_uids."""
+    max_connections: int = Field(default=256, ge=1, le=10_000)
+    """Socket connections served at once; more are answered "busy" and closed."""
+    retention_days: float = Field(default=90, gt=0, le=36_500)
+    """Final notifications (and their attempt logs) older than this are deleted, checked daily."""
+    idle_timeout: float = Field(default=300.0, gt=0, le=86_400)
+    """Seconds a socket connection may sit without sending a request before it is closed
+    (not applied to a ``subscribe`` stream)."""
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -94,6 +106,9 @@ class TelegramConfig(Section):
     """Messages a second the bot sends at most, over all chats (Telegram allows about 30)."""
     rate_per_chat: float = Field(default=1.0, gt=0, le=1_000)
     """Messages a second to one chat at most (Telegram allows about 1; groups 20 a minute)."""
+    max_parts: int = Field(default=4, ge=1, le=100)
+    """A text over Telegram's 4096 characters goes out split on line boundaries into up to this many
+    messages; a longer one is refused for Telegram (permanent: it fails over to the next channel)."""
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> TelegramConfig:
@@ -137,6 +152,9 @@ class SmsConfig(Section):
     sender: str | None = None
     webhook_url: str | None = None
     timeout: float = Field(default=10.0, gt=0)
+    max_segments: int = Field(default=10, ge=1, le=255)
+    """Longest text sent by SMS, in segments (160 GSM-7 / 70 UCS-2 characters for one, 153 / 67 each
+    when split); a longer one is refused for SMS (permanent: it fails over, or the chain ends)."""
 
     @model_validator(mode="after")
     def _provider_settings(self) -> SmsConfig:
@@ -164,6 +182,14 @@ class RetryConfig(Section):
         if self.backoff_max < self.backoff_initial:
             raise ValueError("backoff_max: must be >= backoff_initial")
         return self
+
+
+class BreakerConfig(Section):
+    threshold: int = Field(default=5, ge=0, le=1000)
+    """Consecutive transient failures on a channel that mark it down (0: never)."""
+    cooldown: float = Field(default=30.0, gt=0, le=86_400)
+    """Seconds a down channel is skipped ("channel down": notifications fail over at once) before
+    one probe attempt is let through; it closes the breaker or keeps the channel down."""
 
 
 class ChainConfig(Section):
@@ -245,6 +271,7 @@ class Config(Section):
     sms: SmsConfig = Field(default_factory=SmsConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     chain: ChainConfig = Field(default_factory=ChainConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
 
     source: Path | None = Field(default=None, exclude=True)

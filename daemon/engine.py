@@ -27,17 +27,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
+from daemon.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from daemon.channels.base import ChannelAdapter, OutgoingMessage
 from daemon.errors import PermanentError, StorageError, TransientError
 from daemon.events import EventBus
-from daemon.failover import AttemptResult, RetryPolicy, Step, StepKind, clamp_to_deadline, decide, expiry
+from daemon.failover import AttemptResult, ResultKind, RetryPolicy, Step, StepKind, clamp_to_deadline, decide, expiry
 from daemon.models import Channel, Notification, Outcome, Recipient, Status, iso, utcnow
 from daemon.redact import Redactor
 from daemon.storage.base import AttemptRecord, NotificationUpdate, Store
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 CLAIM_BATCH = 128
 WAKEUP_JOB = "wakeup"
 STORAGE_RETRY_SECONDS = 1.0
+CHANNEL_DOWN = "channel down"
+DEFAULT_BREAKER = BreakerSettings()
 
 _FINAL_STATUS = {StepKind.DONE: Status.DELIVERED, StepKind.EXHAUSTED: Status.FAILED, StepKind.EXPIRED: Status.EXPIRED}
 
@@ -63,6 +67,7 @@ class Engine:
         max_in_flight: int = 256,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        breaker: BreakerSettings = DEFAULT_BREAKER,
     ) -> None:
         self.store = store
         self.channels = dict(channels)
@@ -72,6 +77,7 @@ class Engine:
         self.max_in_flight = max_in_flight
         self.clock = clock
         self.rng = rng or random.Random()
+        self.breakers = {channel: CircuitBreaker(breaker) for channel in Channel}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -177,6 +183,13 @@ class Engine:
         elif len(self._tasks) < self.max_in_flight:
             self._wake.set()  # claimed up to the batch size and more is due
 
+    def every(self, seconds: float, job_id: str, func: Callable[[], Awaitable[None]], first_in: float) -> None:
+        """Housekeeping (the retention prune) on the engine's scheduler: ``func`` every ``seconds``,
+        first ``first_in`` seconds from now. Call after ``start``."""
+        self._scheduler.add_job(func, IntervalTrigger(seconds=seconds), id=job_id, replace_existing=True,
+                                next_run_time=self.clock() + timedelta(seconds=first_in), coalesce=True,
+                                max_instances=1, misfire_grace_time=None)
+
     def _arm_at(self, when: datetime) -> None:
         if self._stopping:
             return
@@ -215,6 +228,8 @@ class Engine:
             else:
                 adapter = self.channels.get(channel)
                 reason = _unavailable(adapter, recipient)
+                if reason is None and not self.breakers[channel].allow():
+                    reason = CHANNEL_DOWN
                 if reason is not None:
                     result = AttemptResult.skipped(reason)
                 else:
@@ -224,6 +239,7 @@ class Engine:
                     self.events.publish("attempt.started", {"notification_id": n.id, "attempt_id": attempt_id,
                                                             "channel": str(channel)})
                     result = await self._send(adapter, n, recipient)
+                    self._breaker_saw(channel, result)
                 step = decide(len(n.chain), position, tries, result, self.policy, self.rng)
             now = self.clock()
             record, update = _plan(step, result, now, _ack_wait(n, position), n.deadline)
@@ -268,6 +284,22 @@ class Engine:
             log.exception("%s adapter raised unexpectedly", adapter.name)
             return AttemptResult.transient(self.redact(f"unexpected {type(exc).__name__}: {exc}"))
         return AttemptResult.delivered(provider_id)
+
+    def _breaker_saw(self, channel: Channel, result: AttemptResult) -> None:
+        breaker = self.breakers[channel]
+        before = breaker.state
+        if result.kind is ResultKind.TRANSIENT:
+            breaker.failure()
+        else:  # delivered, refused for good, rate limited: the provider answered
+            breaker.success()
+        after = breaker.state
+        if after is not before:
+            if after is BreakerState.OPEN:
+                log.warning("%s is down after %d consecutive transient failures: skipped for %.0f s",
+                            channel, breaker.failures, breaker.settings.cooldown)
+            else:
+                log.info("%s breaker %s", channel, after)
+            self.events.publish("channel.breaker", {"channel": str(channel), **breaker.to_json()})
 
     def _arm_if_earlier(self, when: datetime) -> None:
         job = self._scheduler.get_job(WAKEUP_JOB) if self._scheduler.running else None

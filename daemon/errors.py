@@ -53,11 +53,13 @@ class ChannelError(FnotifyError):
 
 
 class TransientError(ChannelError):
-    """Retry the same channel; ``retry_after`` (seconds) overrides the backoff when the provider says so."""
+    """Retry the same channel; ``retry_after`` (seconds) overrides the backoff when the provider says so.
+    ``rate_limited``: the provider's flood control refused it (a 429), which does not count as a try."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, *, rate_limited: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.rate_limited = rate_limited
 
 
 class PermanentError(ChannelError):

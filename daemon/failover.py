@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from daemon.models import Outcome
@@ -20,6 +21,7 @@ class ResultKind(StrEnum):
     PERMANENT = "permanent"
     SKIPPED = "skipped"
     INTERRUPTED = "interrupted"
+    RATE_LIMITED = "rate_limited"  # the provider's flood control: wait, without counting a try
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,10 @@ class AttemptResult:
     @classmethod
     def transient(cls, error: str, retry_after: float | None = None) -> AttemptResult:
         return cls(ResultKind.TRANSIENT, error=error, retry_after=retry_after)
+
+    @classmethod
+    def rate_limited(cls, error: str, retry_after: float | None) -> AttemptResult:
+        return cls(ResultKind.RATE_LIMITED, error=error, retry_after=retry_after)
 
     @classmethod
     def permanent(cls, error: str) -> AttemptResult:
@@ -70,6 +76,7 @@ class StepKind(StrEnum):
     RETRY = "retry"  # same channel after ``delay`` seconds
     NEXT = "next"  # next channel, now
     EXHAUSTED = "exhausted"  # no channel left: the notification failed
+    EXPIRED = "expired"  # the deadline passed before the next attempt: the notification expired
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +101,12 @@ def decide(
     (including the one that produced ``result``; 0 for a skip)."""
     if result.kind is ResultKind.DELIVERED:
         return Step(StepKind.DONE, Outcome.DELIVERED, position, tries)
+    if result.kind is ResultKind.RATE_LIMITED:
+        # the message was refused unread for sending too fast, not for anything about it: the try is
+        # given back, so pacing trouble never fails a notification over (its deadline still bounds it)
+        delay = policy.honour(result.retry_after) if result.retry_after is not None else policy.backoff(1, rng)
+        return Step(StepKind.RETRY, Outcome.RETRY, position, max(tries - 1, 0), delay=delay,
+                    note="rate limited: not counted as a try")
     if result.kind in (ResultKind.TRANSIENT, ResultKind.INTERRUPTED) and tries < policy.attempts_per_channel:
         delay = policy.honour(result.retry_after) if result.retry_after is not None else policy.backoff(tries, rng)
         outcome = Outcome.INTERRUPTED if result.kind is ResultKind.INTERRUPTED else Outcome.RETRY
@@ -106,3 +119,17 @@ def decide(
     if position + 1 < chain_length:
         return Step(StepKind.NEXT, outcome, position + 1, 0, note=note)
     return Step(StepKind.EXHAUSTED, outcome, position, tries, note=note)
+
+
+def expiry(deadline: datetime | None, now: datetime, position: int, tries: int) -> Step | None:
+    """The step that ends a notification instead of its next attempt when ``deadline`` has passed
+    (recorded as a ``skipped`` attempt on the channel that would have been tried), or None."""
+    if deadline is None or now < deadline:
+        return None
+    return Step(StepKind.EXPIRED, Outcome.SKIPPED, position, tries)
+
+
+def clamp_to_deadline(when: datetime, deadline: datetime | None) -> datetime:
+    """A retry planned after the deadline comes due at the deadline instead, so the notification
+    turns ``expired`` on time rather than sitting ``sending`` until a retry that will never be made."""
+    return when if deadline is None or when <= deadline else deadline

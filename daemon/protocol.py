@@ -21,6 +21,7 @@ OPS = (
     "send", "show", "list", "cancel", "retry",
     "recipient.add", "recipient.list", "recipient.show", "recipient.update", "recipient.remove",
     "recipient.link",
+    "backup",
     "subscribe",
 )
 

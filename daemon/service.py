@@ -10,6 +10,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from daemon import __version__, validation
@@ -211,13 +212,28 @@ class Service:
         self.events.publish("daemon.paused", {"paused": False})
         return {"paused": False}
 
+    async def backup(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A consistent online copy of the database at ``path`` (absolute, new file), made by the daemon."""
+        raw = validation.text(params, "path", required=True, max_length=4096)
+        assert raw is not None
+        path = Path(raw)
+        size = await self.store.backup(path)
+        return {"path": str(path), "bytes": size}
+
+    async def prune(self) -> int:
+        """Delete final notifications older than ``[daemon] retention_days``; the retention job calls this."""
+        before = self.clock() - timedelta(days=self.config.daemon.retention_days)
+        return await self.store.prune(before)
+
     async def health(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Per channel over the last hour: attempts by outcome, and whether it is enabled."""
+        """Per channel over the last hour: attempts by outcome, whether it is enabled, and its circuit
+        breaker (``state`` closed / open / half_open, ``consecutive_failures``, ``probe_in_s``)."""
         since = self.clock() - timedelta(hours=1)
         counts = await self.store.channel_health(since)
         return {
-            name: {"enabled": any(str(c) == name for c in self.engine.channels), **counts.get(name, {})}
-            for name in ("telegram", "email", "sms")
+            str(channel): {"enabled": channel in self.engine.channels, **counts.get(str(channel), {}),
+                           "breaker": self.engine.breakers[channel].to_json()}
+            for channel in (Channel.TELEGRAM, Channel.EMAIL, Channel.SMS)
         }
 
 

@@ -15,11 +15,13 @@ from typing import Any
 
 from daemon import protocol
 from daemon.errors import FnotifyError, StorageError, ValidationError
+from daemon.peercred import is_allowed, peer_of
 from daemon.service import Service
 
 log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
+LINGER_SECONDS = 1.0  # how long a refused peer may keep sending before it is cut off
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -32,10 +34,14 @@ def _render(value: Any) -> Any:
 
 class SocketServer:
     def __init__(self, service: Service, path: Path, *, max_connections: int = 256,
-                 extra_ops: dict[str, Handler] | None = None) -> None:
+                 extra_ops: dict[str, Handler] | None = None, idle_timeout: float = 300.0,
+                 allowed_uids: tuple[int, ...] = (), allowed_gids: tuple[int, ...] = ()) -> None:
         self.service = service
         self.path = path
         self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.allowed_uids = allowed_uids
+        self.allowed_gids = allowed_gids
         self._server: asyncio.Server | None = None
         self._owns_path = True
         self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
@@ -56,6 +62,7 @@ class SocketServer:
             "recipient.update": service.update_recipient,
             "recipient.remove": service.remove_recipient,
             "recipient.link": service.link_recipient,
+            "backup": service.backup,
             **(extra_ops or {}),
         }
 
@@ -110,7 +117,11 @@ class SocketServer:
         assert task is not None
         if len(self._connections) >= self.max_connections:
             writer.write(protocol.encode(protocol.error(None, "busy", "too many connections; try again")))
-            await _close(writer)
+            await _linger_close(reader, writer)
+            return
+        if (refusal := self._refuse_peer(writer)) is not None:
+            writer.write(protocol.encode(protocol.error(None, "forbidden", refusal)))
+            await _linger_close(reader, writer)
             return
         self._connections[task] = writer
         try:
@@ -121,10 +132,32 @@ class SocketServer:
             self._connections.pop(task, None)
             await _close(writer)
 
+    def _refuse_peer(self, writer: asyncio.StreamWriter) -> str | None:
+        """Why this peer may not talk to the daemon (``[daemon] allowed_uids`` / ``allowed_gids``), or None."""
+        if not self.allowed_uids and not self.allowed_gids:
+            return None
+        sock = writer.get_extra_info("socket")
+        try:
+            peer = peer_of(sock)
+        except (OSError, AttributeError) as exc:  # no credentials: refuse rather than guess
+            log.warning("socket peer credentials unavailable (%s): connection refused", exc)
+            return "peer credentials unavailable; connection refused"
+        if is_allowed(peer, self.allowed_uids, self.allowed_gids):
+            return None
+        log.warning("socket connection refused: uid %d gid %d (pid %d) is not in allowed_uids / allowed_gids",
+                    peer.uid, peer.gid, peer.pid)
+        return f"uid {peer.uid} is not allowed on this socket ([daemon] allowed_uids / allowed_gids)"
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             try:
-                line = await reader.readline()
+                async with asyncio.timeout(self.idle_timeout):
+                    line = await reader.readline()
+            except TimeoutError:
+                writer.write(protocol.encode(protocol.error(
+                    None, "idle", f"no request for {self.idle_timeout:g} s; connection closed")))
+                await writer.drain()
+                return
             except (ValueError, asyncio.LimitOverrunError):
                 writer.write(protocol.encode(protocol.error(
                     None, "too_large", f"request exceeds {protocol.MAX_LINE} bytes; connection closed")))
@@ -196,6 +229,18 @@ class SocketServer:
                         await writer.drain()
             finally:
                 closed.cancel()
+
+
+async def _linger_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close after an unsolicited error reply without resetting the connection: a peer whose request
+    is still unread would get ECONNRESET instead of the reply, so read (and drop) what it sent first."""
+    with contextlib.suppress(ConnectionError, OSError, ValueError, TimeoutError, asyncio.LimitOverrunError):
+        await writer.drain()
+        writer.write_eof()
+        async with asyncio.timeout(LINGER_SECONDS):
+            while await reader.read(65_536):
+                pass
+    await _close(writer)
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

@@ -17,6 +17,7 @@ MAX_TEXT = 65_536
 MAX_SUBJECT = 998  # RFC 5322 line limit
 MAX_NAME = 200
 MAX_KEY = 200
+MAX_DEADLINE = timedelta(days=3653)  # ten years: further out is a mistake (and overflows datetime on read)
 
 
 def _reject_unknown(params: Mapping[str, Any], allowed: set[str]) -> None:
@@ -122,8 +123,9 @@ def deadline(params: Mapping[str, Any], now: datetime) -> datetime | None:
         raise ValidationError("deadline", "give either deadline or expires_in, not both")
     if params.get("expires_in") is not None:
         seconds = params["expires_in"]
-        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
-            raise ValidationError("expires_in", "must be a positive number of seconds")
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 < seconds <= _MAX_SECONDS:
+            raise ValidationError("expires_in", f"must be a positive number of seconds, at most {_MAX_SECONDS:.0f}"
+                                                " (ten years)")
         return now + timedelta(seconds=seconds)
     raw = params.get("deadline")
     if raw is None:
@@ -132,7 +134,17 @@ def deadline(params: Mapping[str, Any], now: datetime) -> datetime | None:
         when = datetime.fromisoformat(str(raw))
     except ValueError:
         raise ValidationError("deadline", "must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    try:
+        in_range = abs(when - now) <= MAX_DEADLINE
+    except OverflowError:  # year 1 or 9999 with an offset
+        in_range = False
+    if not in_range:
+        raise ValidationError("deadline", "must be within ten years of now")
+    return when
+
+
+_MAX_SECONDS = MAX_DEADLINE.total_seconds()
 
 
 SEND_FIELDS = {"recipient_id", "message", "subject", "chain", "idempotency_key", "deadline", "expires_in",

@@ -20,6 +20,7 @@ async def test_sigkill_mid_send_loses_nothing_and_resumes_every_notification(sho
     async with SimulatorSuite() as suite:
         sections = suite.config_sections()
         sections["retry"] = {"attempts_per_channel": 5, "backoff_initial": 0.3, "backoff_max": 0.6}
+        sections["breaker"] = {"threshold": 0}  # 15 errors in a row would mark Telegram down: not this test's point
         config = write_config(short_tmp / "fnotify.toml", short_tmp, sections)
         daemon = DaemonProcess(config, short_tmp / "fnotify.sock", short_tmp / "daemon.log")
         await daemon.start()

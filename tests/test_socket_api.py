@@ -113,6 +113,11 @@ async def test_send_to_an_unknown_recipient_is_refused(bare_daemon: RunningDaemo
         ({"recipient_id": 1, "message": "x", "subject": "a\r\nBcc: evil@example.com"}, "subject"),
         ({"recipient_id": 1, "message": "x", "ack_timeout": -1}, "ack_timeout"),
         ({"recipient_id": 1, "message": "x", "deadline": "tomorrow"}, "deadline"),
+        ({"recipient_id": 1, "message": "x", "deadline": "9999-12-31T23:59:59+14:00"}, "deadline"),
+        ({"recipient_id": 1, "message": "x", "deadline": "0001-01-01T00:00:00-14:00"}, "deadline"),
+        ({"recipient_id": 1, "message": "x", "deadline": "2999-01-01T00:00:00Z"}, "deadline"),
+        ({"recipient_id": 1, "message": "x", "expires_in": 1e12}, "expires_in"),
+        ({"recipient_id": 1, "message": "x", "expires_in": 0}, "expires_in"),
     ],
 )
 async def test_bad_send_requests_name_the_field(

@@ -33,7 +33,7 @@ IN_FLIGHT = ("⋯", "bold cyan")
 TELEGRAM_STATE_STYLES = {"linked": "green", "not linked": "bright_black", "opted out": "yellow",
                          "blocked": "bold red"}
 VERDICT_STYLES = {"disabled": "bright_black", "idle": "bright_black", "ok": "bold green",
-                  "degraded": "bold yellow", "failing": "bold white on red"}
+                  "degraded": "bold yellow", "failing": "bold white on red", "down": "bold white on red"}
 
 
 def status_text(status: str | None) -> Text:

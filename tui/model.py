@@ -147,9 +147,11 @@ def recipient_params(values: dict[str, str], opt_out: list[str]) -> dict[str, An
 # -- channel health -------------------------------------------------------------------------------
 
 def channel_verdict(counts: dict[str, Any]) -> str:
-    """One word an operator reads at a glance: disabled, idle, ok, degraded or failing."""
+    """One word an operator reads at a glance: disabled, down, idle, ok, degraded or failing."""
     if not counts.get("enabled"):
         return "disabled"
+    if (counts.get("breaker") or {}).get("state") == "open":
+        return "down"  # the circuit breaker skips it: notifications fail over at once
     delivered = int(counts.get("delivered") or 0)
     trouble = int(counts.get("retry") or 0) + int(counts.get("failed") or 0)
     if delivered == 0 and trouble == 0:

@@ -24,6 +24,7 @@ from urllib.parse import quote
 import httpx
 
 from daemon.channels.base import OutgoingMessage
+from daemon.channels.sms_segments import sms_segments
 from daemon.config import SmsConfig
 from daemon.errors import ConfigError, PermanentError, TransientError
 from daemon.models import Channel, Recipient
@@ -44,6 +45,7 @@ class SmsChannel:
         self.provider = config.provider
         self._token = config.auth_token.get_secret_value() if config.auth_token else None
         self._sender = config.sender
+        self._max_segments = config.max_segments
         self._redact = Redactor([self._token] if self._token else [])
         self._account_sid = ""
         self._base = ""
@@ -83,6 +85,10 @@ class SmsChannel:
         phone = message.recipient.phone
         if not phone:
             raise PermanentError("SMS: recipient has no phone number")
+        segments = sms_segments(message.text)
+        if segments > self._max_segments:
+            raise PermanentError(f"SMS: text too long: {segments} segments, at most {self._max_segments}"
+                                 " ([sms] max_segments)")
         if self.provider == "twilio":
             response = await self._request(
                 "POST",

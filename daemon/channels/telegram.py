@@ -14,6 +14,11 @@ mapping)::
     any other TelegramAPIError, an unreadable
     answer, timeouts, aiohttp and OS errors       TransientError
 
+Sends are paced by token buckets (``[telegram] rate_global`` and ``rate_per_chat``, see
+``daemon.ratelimit``) so the daemon waits instead of provoking 429s. A 429 that comes anyway blocks
+that chat for its ``retry_after`` and is raised with ``rate_limited=True``: the engine retries after
+the wait without counting a try.
+
 Error texts never contain the bot token: aiogram's network errors may quote the request URL,
 which is ``{api_base}/bot<token>/<method>``.
 """
@@ -45,9 +50,11 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.token import TokenValidationError
 
 from daemon.channels.base import OutgoingMessage
+from daemon.channels.telegram_text import TELEGRAM_MAX, split_message
 from daemon.config import TelegramConfig
 from daemon.errors import ConfigError, PermanentError, TransientError
 from daemon.models import Channel, Recipient
+from daemon.ratelimit import Pacer
 
 ACK_BUTTON_TEXT = "✅ Got it"
 ACK_PREFIX = "ack:"
@@ -80,6 +87,8 @@ class TelegramChannel:
         if not token:
             raise ConfigError("[telegram] token: required (or set FNOTIFY_TELEGRAM_TOKEN)")
         self._token = token
+        self.pacer = Pacer(config.rate_global, config.rate_per_chat)
+        self._max_parts = config.max_parts
         session = AiohttpSession(api=TelegramAPIServer.from_base(config.api_base), timeout=config.timeout)
         try:
             # no default parse_mode: notification text goes out exactly as written
@@ -102,19 +111,35 @@ class TelegramChannel:
         return None
 
     async def send(self, message: OutgoingMessage) -> str | None:
-        """Send ``message.text`` as plain text; return Telegram's message id."""
+        """Send ``message.text`` as plain text, split on line boundaries when it is over 4096
+        characters (the "Got it" button goes on the last part); return Telegram's message id, or the
+        ids of the parts joined by commas. A part failing fails the attempt, and its retry sends every
+        part again."""
         chat_id = message.recipient.telegram_chat_id
         if chat_id is None:
             raise PermanentError("no Telegram chat linked")
+        parts = split_message(message.text)
+        if len(parts) > self._max_parts:
+            raise PermanentError(f"text too long for Telegram: {len(parts)} messages of {TELEGRAM_MAX} characters,"
+                                 f" at most {self._max_parts} ([telegram] max_parts)")
         markup = None
         if message.ack_requested:
             button = InlineKeyboardButton(
                 text=ACK_BUTTON_TEXT, callback_data=ack_callback_data(message.notification_id)
             )
             markup = InlineKeyboardMarkup(inline_keyboard=[[button]])
+        ids = []
+        for index, part in enumerate(parts):
+            ids.append(await self._send_one(chat_id, part, markup if index == len(parts) - 1 else None))
+        return ",".join(ids)
+
+    async def _send_one(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None) -> str:
+        await self.pacer.acquire(chat_id)
         try:
-            sent = await self._bot.send_message(chat_id, message.text, parse_mode=None, reply_markup=markup)
+            sent = await self._bot.send_message(chat_id, text, parse_mode=None, reply_markup=markup)
         except _RAISED as exc:
+            if isinstance(exc, TelegramRetryAfter):
+                self.pacer.block(chat_id, exc.retry_after)
             raise self._translate(exc) from exc
         return str(sent.message_id)
 
@@ -134,7 +159,7 @@ class TelegramChannel:
         error = _classify(exc)
         scrubbed = scrub_token(str(error), self._token)
         if isinstance(error, TransientError):
-            return TransientError(scrubbed, retry_after=error.retry_after)
+            return TransientError(scrubbed, retry_after=error.retry_after, rate_limited=error.rate_limited)
         return PermanentError(scrubbed, blocked=error.blocked)
 
 
@@ -142,7 +167,8 @@ def _classify(exc: BaseException) -> TransientError | PermanentError:
     # order matters: TelegramEntityTooLarge is a TelegramNetworkError subclass
     if isinstance(exc, TelegramRetryAfter):
         retry_after = exc.retry_after
-        return TransientError(f"Telegram rate limit: retry after {retry_after}s", retry_after=retry_after)
+        return TransientError(f"Telegram rate limit: retry after {retry_after}s", retry_after=retry_after,
+                              rate_limited=True)
     if isinstance(exc, TelegramForbiddenError):
         blocked = any(marker in exc.message.lower() for marker in _BLOCKED_MARKERS)
         return PermanentError(f"Telegram refused: {exc.message}", blocked=blocked)

@@ -21,7 +21,7 @@ from daemon.models import (
     Recipient,
     Status,
 )
-from daemon.storage import sqlite_bot
+from daemon.storage import sqlite_bot, sqlite_maintenance
 from daemon.storage.base import AckOutcome, AckResult, AttemptRecord, LinkOutcome, LinkRedemption, NotificationUpdate
 from daemon.storage.writer import GroupCommitWriter
 
@@ -113,6 +113,9 @@ class SqliteStore:
             await self._write.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             await self._write.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._read = await self._connect()
+        except StorageError:
+            await self.close()  # an open aiosqlite connection is a thread that keeps the process alive
+            raise
         except sqlite3.DatabaseError as exc:
             await self.close()
             raise StorageError(f"{self.path}: cannot open the database: {exc}") from None
@@ -122,9 +125,13 @@ class SqliteStore:
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         conn.row_factory = sqlite3.Row
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        await conn.execute("PRAGMA foreign_keys = ON")
+        try:
+            await conn.execute("PRAGMA busy_timeout = 5000")
+            await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            await conn.close()  # its thread would keep the process alive after "cannot start"
+            raise
         return conn
 
     async def _check_identity(self, conn: aiosqlite.Connection) -> None:
@@ -476,6 +483,19 @@ class SqliteStore:
         return AckResult(outcome, await self.get_notification(notification_id))
 
     # -- operators -------------------------------------------------------------------------
+
+    async def backup(self, path: Path) -> int:
+        """A consistent online copy at the new file ``path`` (SQLite backup API); its size in bytes."""
+        return await sqlite_maintenance.backup(self._r, path)
+
+    async def prune(self, before: datetime) -> int:
+        """Delete final notifications last updated before ``before`` (and their attempts)."""
+        total = 0
+        while (deleted := await self._submit(lambda conn: sqlite_maintenance.prune_slice(conn, before))) > 0:
+            total += deleted
+            if deleted < sqlite_maintenance.PRUNE_SLICE:
+                break
+        return total
 
     async def counts_by_status(self) -> dict[str, int]:
         rows = await self._all("SELECT status, count(*) FROM notifications GROUP BY status")
