@@ -36,6 +36,7 @@ from typing import Any
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from daemon.simulators.control import fault_routes
 from daemon.simulators.faults import FaultPlan, FaultRule
 
 log = logging.getLogger(__name__)
@@ -216,34 +217,7 @@ class SmtpSimulator:
 
     def control_routes(self) -> web.RouteTableDef:
         """POST /faults (a FaultRule as JSON), GET /faults, DELETE /faults, GET /messages."""
-        routes = web.RouteTableDef()
-
-        @routes.post("/faults")
-        async def add_fault(request: web.Request) -> web.Response:
-            try:
-                data = await request.json()
-                if not isinstance(data, dict):
-                    raise ValueError("body: must be a JSON object")
-                rule = FaultRule.from_json(data)
-            except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
-                return web.json_response({"error": str(exc)}, status=400)
-            self.faults.add(rule)
-            return web.json_response(rule.to_json(), status=201)
-
-        @routes.get("/faults")
-        async def list_faults(request: web.Request) -> web.Response:
-            return web.json_response([rule.to_json() for rule in self.faults.rules])
-
-        @routes.delete("/faults")
-        async def clear_faults(request: web.Request) -> web.Response:
-            self.faults.clear()
-            return web.json_response({"cleared": True})
-
-        @routes.get("/messages")
-        async def list_messages(request: web.Request) -> web.Response:
-            return web.json_response([m.to_json() for m in self.received])
-
-        return routes
+        return fault_routes(self.faults, lambda: self.received)
 
     # --- protocol hooks --------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from daemon.simulators.control import fault_routes, json_object
 from daemon.simulators.faults import FaultPlan, FaultRule
 from daemon.simulators.flood import DEFAULT_BURST, FloodControl
 
@@ -291,29 +292,13 @@ class TelegramSimulator:
         """POST /faults (a FaultRule), /updates (a raw update), /user_sends ({chat_id, text}),
         /press_button ({chat_id, message_id, data}), /member_status ({chat_id, status}) answer 201
         with what was created, or 400 naming the bad input; GET /faults, DELETE /faults, GET /messages."""
-        routes = web.RouteTableDef()
+        routes = fault_routes(self.faults, lambda: self.messages, post_faults=False)
         routes.post("/{what:faults|updates|user_sends|press_button|member_status}")(self._control_post)
-
-        @routes.get("/faults")
-        async def list_faults(request: web.Request) -> web.Response:
-            return web.json_response([rule.to_json() for rule in self.faults.rules])
-
-        @routes.delete("/faults")
-        async def clear_faults(request: web.Request) -> web.Response:
-            self.faults.clear()
-            return web.json_response({"cleared": True})
-
-        @routes.get("/messages")
-        async def list_messages(request: web.Request) -> web.Response:
-            return web.json_response([m.to_json() for m in self.messages])
-
         return routes
 
     async def _control_post(self, request: web.Request) -> web.Response:
         try:
-            data = await request.json()  # JSONDecodeError is a ValueError
-            if not isinstance(data, dict):
-                raise ValueError("body: must be a JSON object")
+            data = await json_object(request)
             what = request.match_info["what"]
             if what == "faults":
                 rule = FaultRule.from_json(data)
