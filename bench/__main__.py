@@ -44,7 +44,7 @@ async def add_recipients(daemon: DaemonProc, telegram: bool = True) -> list[int]
 async def enqueue(daemon: DaemonProc, recipients: list[int], clients: int, total: int,
                   **params: Any) -> dict[str, float]:
     latencies: list[float] = []
-    per_client = total // clients
+    per_client = -(-total // clients)  # round up: every client sends the same number
 
     async def one_client(k: int) -> None:
         async with DaemonClient(daemon.socket) as client:
@@ -64,13 +64,14 @@ async def enqueue(daemon: DaemonProc, recipients: list[int], clients: int, total
 async def wait_delivered(daemon: DaemonProc, target: int, limit_s: float) -> float:
     """Seconds until ``target`` notifications are final (bounded by ``limit_s``)."""
     began = time.perf_counter()
+    counts: dict[str, int] = {}
     async with DaemonClient(daemon.socket) as client:
         while time.perf_counter() - began < limit_s:
             counts = (await client.call("status"))["counts"]
             if counts.get("delivered", 0) + counts.get("failed", 0) >= target:
                 return time.perf_counter() - began
             await asyncio.sleep(0.05)
-    raise TimeoutError(f"{target} notifications not final within {limit_s} s")
+    raise TimeoutError(f"{target} notifications not final within {limit_s} s: {counts}")
 
 
 async def end_to_end(sims: Simulators, channels: str, work: Path, count: int, latency: float) -> dict[str, Any]:
@@ -80,7 +81,7 @@ async def end_to_end(sims: Simulators, channels: str, work: Path, count: int, la
         recipients = await add_recipients(daemon)
         await sims.fault("telegram", {"kind": "latency", "delay": latency} if latency else None)
         began = time.perf_counter()
-        await enqueue(daemon, recipients, 8, count)
+        count = (await enqueue(daemon, recipients, 8, count))["count"]
         await wait_delivered(daemon, count, 120)
         elapsed = time.perf_counter() - began
         return {"latency_ms": latency * 1000, "count": count, "delivered_per_s": count / elapsed,
@@ -96,7 +97,7 @@ async def failover_latency(sims: Simulators, channels: str, work: Path, count: i
     try:
         recipients = await add_recipients(daemon)
         await sims.fault("telegram", {"kind": "permanent"})
-        await enqueue(daemon, recipients, 8, count)
+        count = (await enqueue(daemon, recipients, 8, count))["count"]
         await wait_delivered(daemon, count, 120)
         gaps = []
         async with DaemonClient(daemon.socket) as client:
@@ -117,6 +118,7 @@ async def backlog(channels: str, work: Path, count: int, drain_window: float) ->
     async with DaemonClient(daemon.socket) as client:
         await client.call("pause")  # every channel "down": nothing is attempted, everything queues
     queued = await enqueue(daemon, recipients, 8, count)
+    count = queued["count"]
     peak_queueing = daemon.rss_mb()[1]
     await daemon.kill()  # the backlog now lies on disk only
     ready_s = await daemon.start()

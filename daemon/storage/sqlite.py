@@ -23,12 +23,11 @@ from daemon.models import (
 )
 from daemon.storage import sqlite_bot, sqlite_maintenance
 from daemon.storage.base import AckOutcome, AckResult, AttemptRecord, LinkOutcome, LinkRedemption, NotificationUpdate
-from daemon.storage.writer import GroupCommitWriter
+from daemon.storage.writer import GroupCommitWriter, on_connection_thread
 
 APPLICATION_ID = 0x666E6F74  # "fnot": tells our database from a foreign SQLite file
 SCHEMA_VERSION = 1
-FINAL = tuple(str(s) for s in (Status.DELIVERED, Status.ACKNOWLEDGED, Status.FAILED, Status.CANCELLED,
-                               Status.EXPIRED))
+FINAL = tuple(str(s) for s in (Status.DELIVERED, Status.ACKNOWLEDGED, Status.FAILED, Status.CANCELLED, Status.EXPIRED))
 _FINAL_SQL = ",".join(f"'{s}'" for s in FINAL)
 RECIPIENT_FIELDS = ("name", "email", "phone", "telegram_chat_id", "opt_out", "telegram_blocked")
 # columns added after a table first shipped: CREATE TABLE IF NOT EXISTS does not add them to old files
@@ -106,12 +105,7 @@ class SqliteStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._write = await self._connect()
-            await self._check_identity(self._write)
-            await self._write.execute("PRAGMA journal_mode = WAL")
-            await self._write.executescript(resources.files("daemon.storage").joinpath("schema.sql").read_text())
-            await _add_missing_columns(self._write)
-            await self._write.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            await self._write.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await on_connection_thread(self._write, self._prepare)
             self._read = await self._connect()
         except StorageError:
             await self.close()  # an open aiosqlite connection is a thread that keeps the process alive
@@ -126,19 +120,30 @@ class SqliteStore:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         conn.row_factory = sqlite3.Row
         try:
-            await conn.execute("PRAGMA busy_timeout = 5000")
-            await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            await conn.execute("PRAGMA foreign_keys = ON")
+            await on_connection_thread(conn, self._configure)
         except BaseException:
             await conn.close()  # its thread would keep the process alive after "cannot start"
             raise
         return conn
 
-    async def _check_identity(self, conn: aiosqlite.Connection) -> None:
+    def _configure(self, raw: sqlite3.Connection) -> None:
+        raw.execute("PRAGMA busy_timeout = 5000")
+        raw.execute(f"PRAGMA synchronous = {self._synchronous}")
+        raw.execute("PRAGMA foreign_keys = ON")
+
+    def _prepare(self, raw: sqlite3.Connection) -> None:
+        self._check_identity(raw)
+        raw.execute("PRAGMA journal_mode = WAL")
+        raw.executescript(resources.files("daemon.storage").joinpath("schema.sql").read_text())
+        _add_missing_columns(raw)
+        raw.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _check_identity(self, raw: sqlite3.Connection) -> None:
         """Refuse a file that is not ours (or from a newer version) instead of writing into it."""
-        app_id = (await (await conn.execute("PRAGMA application_id")).fetchone())[0]  # type: ignore[index]
-        version = (await (await conn.execute("PRAGMA user_version")).fetchone())[0]  # type: ignore[index]
-        tables = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+        app_id = raw.execute("PRAGMA application_id").fetchone()[0]
+        version = raw.execute("PRAGMA user_version").fetchone()[0]
+        tables = raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
         if app_id == 0 and not tables:
             return  # a new, empty database
         if app_id != APPLICATION_ID:
@@ -180,10 +185,10 @@ class SqliteStore:
     ) -> Recipient:
         now = datetime.now(UTC).timestamp()
 
-        async def op(conn: aiosqlite.Connection) -> int:
+        def op(conn: sqlite3.Connection) -> int:
             if telegram_chat_id is not None:
-                await _ensure_chat_free(conn, telegram_chat_id, None)
-            cur = await conn.execute(
+                _ensure_chat_free(conn, telegram_chat_id, None)
+            cur = conn.execute(
                 "INSERT INTO recipients (name, email, phone, telegram_chat_id, created_at) VALUES (?,?,?,?,?)",
                 (name, email, phone, telegram_chat_id, now),
             )
@@ -219,31 +224,29 @@ class SqliteStore:
         if "telegram_blocked" in values:
             values["telegram_blocked"] = int(bool(values["telegram_blocked"]))
 
-        async def op(conn: aiosqlite.Connection) -> None:
-            if await (await conn.execute("SELECT 1 FROM recipients WHERE id = ?", (recipient_id,))).fetchone() is None:
+        def op(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM recipients WHERE id = ?", (recipient_id,)).fetchone() is None:
                 raise NotFound(f"recipient {recipient_id} does not exist")
             if values.get("telegram_chat_id") is not None:
-                await _ensure_chat_free(conn, values["telegram_chat_id"], recipient_id)
+                _ensure_chat_free(conn, values["telegram_chat_id"], recipient_id)
             if values:
                 assignments = ", ".join(f"{k} = ?" for k in values)
-                await conn.execute(
-                    f"UPDATE recipients SET {assignments} WHERE id = ?", (*values.values(), recipient_id)
-                )
+                conn.execute(f"UPDATE recipients SET {assignments} WHERE id = ?", (*values.values(), recipient_id))
 
         await self._submit(op)
         return await self._must_recipient(recipient_id)
 
     async def remove_recipient(self, recipient_id: int) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            pending = await (await conn.execute(
+        def op(conn: sqlite3.Connection) -> None:
+            pending = conn.execute(
                 f"SELECT count(*) FROM notifications WHERE recipient_id = ? AND status NOT IN ({_FINAL_SQL})",
                 (recipient_id,),
-            )).fetchone()
+            ).fetchone()
             if pending and pending[0]:
                 raise Conflict(
                     f"recipient {recipient_id} has {pending[0]} unfinished notification(s); cancel them first"
                 )
-            cur = await conn.execute("DELETE FROM recipients WHERE id = ?", (recipient_id,))
+            cur = conn.execute("DELETE FROM recipients WHERE id = ?", (recipient_id,))
             if cur.rowcount == 0:
                 raise NotFound(f"recipient {recipient_id} does not exist")
 
@@ -257,20 +260,32 @@ class SqliteStore:
     async def create_notification(self, new: NewNotification, now: datetime) -> tuple[Notification, bool]:
         ts = now.timestamp()
 
-        async def op(conn: aiosqlite.Connection) -> tuple[sqlite3.Row | int, bool]:
+        def op(conn: sqlite3.Connection) -> tuple[sqlite3.Row | int, bool]:
             if new.idempotency_key is not None:
-                same = list(await conn.execute_fetchall(
-                    "SELECT id FROM notifications WHERE idempotency_key = ?", (new.idempotency_key,)))
+                same = _fetchall(conn, "SELECT id FROM notifications WHERE idempotency_key = ?", (new.idempotency_key,))
                 if same:
                     return int(same[0][0]), False
             # one statement: checks the recipient, inserts, and hands the row back (hops cost ~0.1 ms each)
-            rows = list(await conn.execute_fetchall(
+            rows = _fetchall(
+                conn,
                 "INSERT INTO notifications (recipient_id, text, subject, chain, status, idempotency_key,"
                 " next_attempt_at, deadline, ack_timeout, created_at, updated_at)"
                 " SELECT ?,?,?,?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM recipients WHERE id = ?) RETURNING *",
-                (new.recipient_id, new.text, new.subject, ",".join(new.chain), str(Status.QUEUED),
-                 new.idempotency_key, ts, _ts(new.deadline), new.ack_timeout, ts, ts, new.recipient_id),
-            ))
+                (
+                    new.recipient_id,
+                    new.text,
+                    new.subject,
+                    ",".join(new.chain),
+                    str(Status.QUEUED),
+                    new.idempotency_key,
+                    ts,
+                    _ts(new.deadline),
+                    new.ack_timeout,
+                    ts,
+                    ts,
+                    new.recipient_id,
+                ),
+            )
             if not rows:
                 raise NotFound(f"recipient {new.recipient_id} does not exist")
             return rows[0], True
@@ -286,9 +301,7 @@ class SqliteStore:
         row = await self._one("SELECT * FROM notifications WHERE id = ?", (notification_id,))
         if row is None:
             return None
-        attempts = await self._all(
-            "SELECT * FROM attempts WHERE notification_id = ? ORDER BY id", (notification_id,)
-        )
+        attempts = await self._all("SELECT * FROM attempts WHERE notification_id = ? ORDER BY id", (notification_id,))
         return _notification(row, tuple(_attempt(a) for a in attempts))
 
     async def list_notifications(
@@ -323,15 +336,13 @@ class SqliteStore:
     async def _set_status_if(
         self, notification_id: int, now: datetime, allowed: tuple[str, ...], sets: str, verb: str
     ) -> Notification:
-        async def op(conn: aiosqlite.Connection) -> None:
-            row = await (await conn.execute(
-                "SELECT status FROM notifications WHERE id = ?", (notification_id,)
-            )).fetchone()
+        def op(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT status FROM notifications WHERE id = ?", (notification_id,)).fetchone()
             if row is None:
                 raise NotFound(f"notification {notification_id} does not exist")
             if row[0] not in allowed:
                 raise Conflict(f"notification {notification_id} is {row[0]}: cannot {verb} it")
-            await conn.execute(
+            conn.execute(
                 f"UPDATE notifications SET {sets}, updated_at = ? WHERE id = ?", (now.timestamp(), notification_id)
             )
 
@@ -342,15 +353,21 @@ class SqliteStore:
 
     async def cancel(self, notification_id: int, now: datetime) -> Notification:
         return await self._set_status_if(
-            notification_id, now, (str(Status.QUEUED), str(Status.SENDING)),
-            f"status = '{Status.CANCELLED}', next_attempt_at = NULL", "cancel",
+            notification_id,
+            now,
+            (str(Status.QUEUED), str(Status.SENDING)),
+            f"status = '{Status.CANCELLED}', next_attempt_at = NULL",
+            "cancel",
         )
 
     async def redrive(self, notification_id: int, now: datetime) -> Notification:
         return await self._set_status_if(
-            notification_id, now, (str(Status.FAILED), str(Status.EXPIRED)),
+            notification_id,
+            now,
+            (str(Status.FAILED), str(Status.EXPIRED)),
             f"status = '{Status.QUEUED}', position = 0, tries = 0, deadline = NULL, awaiting_ack = 0,"
-            f" next_attempt_at = {now.timestamp()!r}", "retry",
+            f" next_attempt_at = {now.timestamp()!r}",
+            "retry",
         )
 
     # -- the engine's side -----------------------------------------------------------------
@@ -358,17 +375,17 @@ class SqliteStore:
     async def recover_interrupted(self, now: datetime) -> int:
         ts = now.timestamp()
 
-        async def op(conn: aiosqlite.Connection) -> int:
-            cur = await conn.execute(
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
                 "UPDATE attempts SET outcome = ?, finished_at = ?, error = ? WHERE finished_at IS NULL",
                 (str(Outcome.INTERRUPTED), ts, "the daemon stopped while this attempt was in flight"),
             )
-            await conn.execute(
+            conn.execute(
                 f"UPDATE notifications SET in_flight = 0, next_attempt_at = ?, updated_at = ?"
                 f" WHERE in_flight = 1 AND status NOT IN ({_FINAL_SQL})",
                 (ts, ts),
             )
-            await conn.execute("UPDATE notifications SET in_flight = 0 WHERE in_flight = 1")
+            conn.execute("UPDATE notifications SET in_flight = 0 WHERE in_flight = 1")
             return cur.rowcount
 
         result: int = await self._submit(op)
@@ -377,13 +394,14 @@ class SqliteStore:
     async def claim_due(self, now: datetime, limit: int) -> list[Notification]:
         ts = now.timestamp()
 
-        async def op(conn: aiosqlite.Connection) -> list[sqlite3.Row]:
-            return list(await conn.execute_fetchall(
+        def op(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return _fetchall(
+                conn,
                 "UPDATE notifications SET in_flight = 1, updated_at = ? WHERE id IN ("
                 " SELECT id FROM notifications WHERE next_attempt_at <= ? AND in_flight = 0"
                 " ORDER BY next_attempt_at LIMIT ?) RETURNING *",
                 (ts, ts, limit),
-            ))
+            )
 
         rows: list[sqlite3.Row] = await self._submit(op)
         return [_notification(r) for r in rows]
@@ -395,12 +413,12 @@ class SqliteStore:
     async def start_attempt(self, notification_id: int, channel: Channel, now: datetime, tries: int) -> int:
         ts = now.timestamp()
 
-        async def op(conn: aiosqlite.Connection) -> int:
-            cur = await conn.execute(
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
                 "INSERT INTO attempts (notification_id, channel, started_at) VALUES (?,?,?)",
                 (notification_id, str(channel), ts),
             )
-            await conn.execute(
+            conn.execute(
                 f"UPDATE notifications SET status = '{Status.SENDING}', tries = ?, updated_at = ?"
                 f" WHERE id = ? AND status NOT IN ({_FINAL_SQL})",
                 (tries, ts, notification_id),
@@ -421,40 +439,58 @@ class SqliteStore:
     ) -> tuple[Attempt, Status]:
         ts = now.timestamp()
 
-        async def op(conn: aiosqlite.Connection) -> tuple[int, float, str]:
+        def op(conn: sqlite3.Connection) -> tuple[int, float, str]:
             values = (str(record.outcome), record.error, record.provider_message_id, ts, _ts(record.retry_at))
             if attempt_id is None:  # skipped: an attempt that never started
-                cur = await conn.execute(
+                cur = conn.execute(
                     "INSERT INTO attempts (outcome, error, provider_message_id, finished_at, retry_at,"
                     " notification_id, channel, started_at) VALUES (?,?,?,?,?,?,?,?)",
                     (*values, notification_id, str(channel), ts),
                 )
                 aid, started = cur.lastrowid or 0, ts
             else:
-                rows = list(await conn.execute_fetchall(
+                rows = _fetchall(
+                    conn,
                     "UPDATE attempts SET outcome = ?, error = ?, provider_message_id = ?, finished_at = ?,"
-                    " retry_at = ? WHERE id = ? RETURNING started_at", (*values, attempt_id),
-                ))
+                    " retry_at = ? WHERE id = ? RETURNING started_at",
+                    (*values, attempt_id),
+                )
                 aid, started = attempt_id, rows[0][0] if rows else ts
-            updated = list(await conn.execute_fetchall(
+            updated = _fetchall(
+                conn,
                 f"UPDATE notifications SET status = ?, position = ?, tries = ?, next_attempt_at = ?,"
                 f" in_flight = CASE WHEN ? THEN 0 ELSE in_flight END, awaiting_ack = ?, updated_at = ?"
                 f" WHERE id = ? AND status NOT IN ({_FINAL_SQL}) RETURNING status",
-                (str(update.status), update.position, update.tries, _ts(update.next_attempt_at),
-                 int(update.release), int(update.awaiting_ack), ts, notification_id),
-            ))
+                (
+                    str(update.status),
+                    update.position,
+                    update.tries,
+                    _ts(update.next_attempt_at),
+                    int(update.release),
+                    int(update.awaiting_ack),
+                    ts,
+                    notification_id,
+                ),
+            )
             if updated:
                 return aid, started, str(updated[0][0])
             # already final (cancelled while in flight): keep that status, drop the claim
-            final = list(await conn.execute_fetchall(
-                "UPDATE notifications SET in_flight = 0 WHERE id = ? RETURNING status", (notification_id,)))
+            final = _fetchall(
+                conn, "UPDATE notifications SET in_flight = 0 WHERE id = ? RETURNING status", (notification_id,)
+            )
             return aid, started, str(final[0][0]) if final else str(update.status)
 
         aid, started, status = await self._submit(op)
         attempt = Attempt(
-            id=aid, notification_id=notification_id, channel=channel, outcome=record.outcome, error=record.error,
-            provider_message_id=record.provider_message_id, started_at=datetime.fromtimestamp(started, UTC),
-            finished_at=now, retry_at=record.retry_at,
+            id=aid,
+            notification_id=notification_id,
+            channel=channel,
+            outcome=record.outcome,
+            error=record.error,
+            provider_message_id=record.provider_message_id,
+            started_at=datetime.fromtimestamp(started, UTC),
+            finished_at=now,
+            retry_at=record.retry_at,
         )
         return attempt, Status(status)
 
@@ -512,16 +548,18 @@ class SqliteStore:
         return health
 
 
-async def _add_missing_columns(conn: aiosqlite.Connection) -> None:
+def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
     for table, column, declaration in ADDED_COLUMNS:
-        present = {row[1] for row in await conn.execute_fetchall(f"PRAGMA table_info({table})")}
+        present = {row[1] for row in _fetchall(conn, f"PRAGMA table_info({table})")}
         if column not in present:
-            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
-async def _ensure_chat_free(conn: aiosqlite.Connection, chat_id: int, recipient_id: int | None) -> None:
-    row = await (await conn.execute(
-        "SELECT id FROM recipients WHERE telegram_chat_id = ?", (chat_id,)
-    )).fetchone()
+def _ensure_chat_free(conn: sqlite3.Connection, chat_id: int, recipient_id: int | None) -> None:
+    row = conn.execute("SELECT id FROM recipients WHERE telegram_chat_id = ?", (chat_id,)).fetchone()
     if row is not None and row[0] != recipient_id:
         raise Conflict(f"Telegram chat {chat_id} is already linked to recipient {row[0]}")

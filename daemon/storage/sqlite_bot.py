@@ -8,9 +8,8 @@ before writes, as the writer requires.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from datetime import datetime
-
-import aiosqlite
 
 from daemon.errors import NotFound
 from daemon.models import Channel, Status
@@ -27,33 +26,31 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def insert_link_token(
-    conn: aiosqlite.Connection, recipient_id: int, token: str, now: datetime, expires_at: datetime
+def insert_link_token(
+    conn: sqlite3.Connection, recipient_id: int, token: str, now: datetime, expires_at: datetime
 ) -> None:
-    if await (await conn.execute("SELECT 1 FROM recipients WHERE id = ?", (recipient_id,))).fetchone() is None:
+    if conn.execute("SELECT 1 FROM recipients WHERE id = ?", (recipient_id,)).fetchone() is None:
         raise NotFound(f"recipient {recipient_id} does not exist")
-    await conn.execute("DELETE FROM link_tokens WHERE expires_at < ?", (now.timestamp() - LINK_TOKEN_RETENTION,))
-    await conn.execute(
+    conn.execute("DELETE FROM link_tokens WHERE expires_at < ?", (now.timestamp() - LINK_TOKEN_RETENTION,))
+    conn.execute(
         "INSERT INTO link_tokens (token_hash, recipient_id, created_at, expires_at) VALUES (?,?,?,?)",
         (token_hash(token), recipient_id, now.timestamp(), expires_at.timestamp()),
     )
 
 
-async def redeem_link_token(
-    conn: aiosqlite.Connection, token: str, chat_id: int, now: datetime
+def redeem_link_token(
+    conn: sqlite3.Connection, token: str, chat_id: int, now: datetime
 ) -> tuple[LinkOutcome, int | None, int | None]:
     """Link ``chat_id`` to the token's recipient; returns the outcome, that recipient's id and, when
     the chat is linked to someone else, that recipient's id. Only LINKED changes anything."""
     digest = token_hash(token)
-    row = await (await conn.execute(
+    row = conn.execute(
         "SELECT recipient_id, expires_at, used_at, used_by_chat FROM link_tokens WHERE token_hash = ?", (digest,)
-    )).fetchone()
+    ).fetchone()
     if row is None:
         return LinkOutcome.UNKNOWN, None, None
     recipient_id, expires_at, used_at, used_by_chat = row
-    holder_row = await (await conn.execute(
-        "SELECT id FROM recipients WHERE telegram_chat_id = ?", (chat_id,)
-    )).fetchone()
+    holder_row = conn.execute("SELECT id FROM recipients WHERE telegram_chat_id = ?", (chat_id,)).fetchone()
     holder = holder_row[0] if holder_row else None
     if used_at is not None:
         # the same /start delivered twice (an update not confirmed before a restart) is no refusal
@@ -63,28 +60,27 @@ async def redeem_link_token(
         return LinkOutcome.EXPIRED, recipient_id, None
     if holder is not None and holder != recipient_id:
         return LinkOutcome.CHAT_TAKEN, recipient_id, holder
-    opt_out_row = await (await conn.execute(
-        "SELECT opt_out FROM recipients WHERE id = ?", (recipient_id,)
-    )).fetchone()
+    opt_out_row = conn.execute("SELECT opt_out FROM recipients WHERE id = ?", (recipient_id,)).fetchone()
     # opening the link is opting in: Telegram is taken off the opt-out list and the blocked flag cleared
     opt_out = ",".join(c for c in (opt_out_row[0] if opt_out_row else "").split(",") if c and c != Channel.TELEGRAM)
-    await conn.execute(
+    conn.execute(
         "UPDATE link_tokens SET used_at = ?, used_by_chat = ? WHERE token_hash = ?", (now.timestamp(), chat_id, digest)
     )
-    await conn.execute(
+    conn.execute(
         "UPDATE recipients SET telegram_chat_id = ?, telegram_blocked = 0, opt_out = ? WHERE id = ?",
         (chat_id, opt_out, recipient_id),
     )
     return LinkOutcome.LINKED, recipient_id, None
 
 
-async def acknowledge(conn: aiosqlite.Connection, notification_id: int, chat_id: int, now: datetime) -> AckOutcome:
+def acknowledge(conn: sqlite3.Connection, notification_id: int, chat_id: int, now: datetime) -> AckOutcome:
     """Mark a notification acknowledged from chat ``chat_id``: it must be its recipient's chat and the
     notification must have asked for an acknowledgement. Ends the chain: no further channel is tried."""
-    row = await (await conn.execute(
+    row = conn.execute(
         "SELECT n.status, n.ack_timeout, r.telegram_chat_id FROM notifications n"
-        " LEFT JOIN recipients r ON r.id = n.recipient_id WHERE n.id = ?", (notification_id,),
-    )).fetchone()
+        " LEFT JOIN recipients r ON r.id = n.recipient_id WHERE n.id = ?",
+        (notification_id,),
+    ).fetchone()
     if row is None or row[1] is None or row[2] != chat_id:
         return AckOutcome.NOT_FOUND  # also when it is another chat's: nothing is revealed
     status = row[0]
@@ -93,7 +89,7 @@ async def acknowledge(conn: aiosqlite.Connection, notification_id: int, chat_id:
     if status not in _ACKABLE:
         return AckOutcome.CLOSED
     # in_flight is left alone: an attempt running now finds the final status and stops there
-    await conn.execute(
+    conn.execute(
         "UPDATE notifications SET status = ?, next_attempt_at = NULL, awaiting_ack = 0, updated_at = ? WHERE id = ?",
         (str(Status.ACKNOWLEDGED), now.timestamp(), notification_id),
     )

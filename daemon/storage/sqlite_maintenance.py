@@ -53,9 +53,9 @@ async def backup(read: aiosqlite.Connection, path: Path) -> int:
     return path.stat().st_size
 
 
-async def prune_slice(conn: aiosqlite.Connection, before: datetime) -> int:
+def prune_slice(conn: sqlite3.Connection, before: datetime) -> int:
     """Delete up to PRUNE_SLICE final notifications last updated before ``before``; return how many."""
-    cur = await conn.execute(
+    cur = conn.execute(
         f"DELETE FROM notifications WHERE id IN (SELECT id FROM notifications WHERE status IN ({_FINAL})"
         f" AND updated_at < ? AND in_flight = 0 LIMIT {PRUNE_SLICE})",
         (before.timestamp(),),
