@@ -46,6 +46,8 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
+from aiogram.methods import EditMessageText, GetMe, GetUpdates, SendMessage
+from aiogram.methods.base import Response
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.token import TokenValidationError
 
@@ -55,6 +57,14 @@ from daemon.config import TelegramConfig
 from daemon.errors import ConfigError, PermanentError, TransientError
 from daemon.models import Channel, Recipient
 from daemon.ratelimit import Pacer
+
+# aiogram parametrises Response[...] for every API answer, and pydantic caches parametrised models
+# only weakly: with no strong reference the class is rebuilt (schema and all) on each call. Holding
+# the ones we use keeps them cached: ~10 % of the daemon's CPU at 600 messages/s (py-spy).
+_RESPONSE_TYPES = tuple(
+    Response[method.__returning__]  # type: ignore[name-defined]
+    for method in (SendMessage, GetMe, GetUpdates, EditMessageText)
+)
 
 ACK_BUTTON_TEXT = "✅ Got it"
 ACK_PREFIX = "ack:"
