@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -141,6 +142,9 @@ class Daemon:
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.start()
+        # the imports (aiogram's ~300 pydantic models) leave a large, immortal heap: move it out of
+        # the collector's reach so full collections do not walk it again and again
+        gc.freeze()
         supervisor = asyncio.create_task(self.notifier.supervise(self.status_text), name="sd-notify")
         try:
             await stop.wait()
