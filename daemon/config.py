@@ -140,7 +140,9 @@ class EmailConfig(Section):
     sender: str = "failover-notify@localhost"
     timeout: float = Field(default=10.0, gt=0)
     pool_size: int = Field(default=4, ge=1, le=64)
-    """SMTP connections kept open and reused."""
+    """SMTP connections kept open and reused: also the most messages in flight at once."""
+    rate: float | None = Field(default=None, gt=0, le=10_000)
+    """Most messages per second to the relay (unset: no limit); providers such as SES or Gmail cap it."""
 
 
 class SmsConfig(Section):
@@ -152,6 +154,10 @@ class SmsConfig(Section):
     sender: str | None = None
     webhook_url: str | None = None
     timeout: float = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=10, ge=1, le=256)
+    """Most requests in flight to the provider at once (connections are reused)."""
+    rate: float | None = Field(default=None, gt=0, le=10_000)
+    """Most messages per second to the provider (unset: no limit; Twilio queues above ~1/s per number)."""
     max_segments: int = Field(default=10, ge=1, le=255)
     """Longest text sent by SMS, in segments (160 GSM-7 / 70 UCS-2 characters for one, 153 / 67 each
     when split); a longer one is refused for SMS (permanent: it fails over, or the chain ends)."""

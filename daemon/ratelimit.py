@@ -122,3 +122,30 @@ class Pacer:
         now = self.clock()
         for key in [k for k, s in self._keys.items() if not s.lock.locked() and s.bucket.is_idle(now)]:
             del self._keys[key]
+
+
+class RateLimiter:
+    """One bucket for a whole channel (SMTP relay, SMS provider): ``acquire()`` before each send."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.clock = clock
+        self.sleep = sleep
+        self._bucket = TokenBucket(rate, updated=clock())
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while (delay := self._bucket.wait_time(self.clock())) > 0:
+                await self.sleep(delay)
+            self._bucket.take(self.clock())
+
+
+def limiter(rate: float | None) -> RateLimiter | None:
+    """A limiter for ``rate`` sends per second, or None for "no limit"."""
+    return RateLimiter(rate) if rate else None

@@ -30,6 +30,7 @@ from daemon.channels.base import OutgoingMessage
 from daemon.config import EmailConfig
 from daemon.errors import ChannelError, PermanentError, TransientError
 from daemon.models import Channel, Recipient
+from daemon.ratelimit import limiter
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class EmailChannel:
         self._password = config.password.get_secret_value() if config.password is not None else None
         self._domain = _sender_domain(config.sender)
         self._slots = asyncio.Semaphore(config.pool_size)
+        self._rate = limiter(config.rate)
         self._idle: list[_Pooled] = []
         self._closed = False
 
@@ -79,6 +81,8 @@ class EmailChannel:
         """Send one message; return its Message-ID (angle brackets included)."""
         email = self.build_message(message)
         message_id = str(email["Message-ID"])
+        if self._rate is not None:
+            await self._rate.acquire()
         async with self._slots:
             pooled = await self._checkout()
             try:

@@ -28,11 +28,11 @@ from daemon.channels.sms_segments import sms_segments
 from daemon.config import SmsConfig
 from daemon.errors import ConfigError, PermanentError, TransientError
 from daemon.models import Channel, Recipient
+from daemon.ratelimit import limiter
 from daemon.redact import Redactor
 
 log = logging.getLogger(__name__)
 
-MAX_CONNECTIONS = 10
 USER_AGENT = "failover-notify/0.1"
 
 
@@ -63,10 +63,11 @@ class SmsChannel:
             self._webhook_url = config.webhook_url
         # httpcore's pool rescans every waiting request on each release: keep the queue in front of
         # it, not inside it (measured: 3x the throughput at 256 concurrent sends)
-        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._rate = limiter(config.rate)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(config.timeout),
-            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
+            limits=httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency),
             headers={"User-Agent": USER_AGENT},
         )
 
@@ -89,6 +90,8 @@ class SmsChannel:
         if segments > self._max_segments:
             raise PermanentError(f"SMS: text too long: {segments} segments, at most {self._max_segments}"
                                  " ([sms] max_segments)")
+        if self._rate is not None:
+            await self._rate.acquire()
         if self.provider == "twilio":
             response = await self._request(
                 "POST",
