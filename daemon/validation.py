@@ -23,7 +23,8 @@ MAX_DEADLINE = timedelta(days=3653)  # ten years: further out is a mistake (and 
 def _reject_unknown(params: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(params) - allowed)
     if unknown:
-        raise ValidationError(unknown[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
+        name = unknown[0] or '""'  # an empty key is still a key the sender should see named
+        raise ValidationError(name, f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
 
 def integer(params: Mapping[str, Any], field: str, *, required: bool = True, minimum: int = 1) -> int | None:
