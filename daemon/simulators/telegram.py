@@ -15,6 +15,9 @@ Faults (``self.faults``, target = the chat id) are consulted once per sendMessag
 connection without an answer, error is a 500, rate_limit a 429 with ``retry_after`` in whole seconds
 (at least 1: aiogram cannot parse a fractional one), permanent a 400 chat not found, blocked a 403,
 latency sleeps and then serves. Chats in ``blocked_chats`` / ``unknown_chats`` always get 403 / 400.
+
+The Bot API's objects, parameters and error texts are in ``telegram_api``; the control routes in
+``telegram_control``.
 """
 
 from __future__ import annotations
@@ -22,119 +25,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import itertools
-import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
-from daemon.simulators.control import fault_routes, json_object
-from daemon.simulators.faults import FaultPlan, FaultRule
+from daemon.simulators import telegram_api as api
+from daemon.simulators import telegram_control
+from daemon.simulators.faults import FaultPlan
 from daemon.simulators.flood import DEFAULT_BURST, FloodControl
+from daemon.simulators.loopback import READY_TIMEOUT, is_loopback, prove_listening
+from daemon.simulators.telegram_api import (
+    DEFAULT_UPDATE_TYPES,
+    MAX_TEXT,
+    NOT_MODIFIED,
+    Json,
+    Params,
+    SentMessage,
+    TelegramApiError,
+)
+
+# public names kept importable from here since the Bot API shapes moved to telegram_api
+__all__ = ["DEFAULT_UPDATE_TYPES", "MAX_TEXT", "NOT_MODIFIED", "READY_TIMEOUT", "Json", "SentMessage",
+           "TelegramApiError", "TelegramSimulator"]
 
 log = logging.getLogger(__name__)
-
-Json = dict[str, Any]
-READY_TIMEOUT = 5.0
-MAX_TEXT = 4096  # UTF-16 code units, as Telegram counts
-# what getUpdates delivers when allowed_updates is absent or empty
-DEFAULT_UPDATE_TYPES = frozenset(
-    {"message", "edited_message", "channel_post", "edited_channel_post", "callback_query", "inline_query",
-     "chosen_inline_result", "my_chat_member", "chat_join_request", "poll", "poll_answer",
-     "shipping_query", "pre_checkout_query", "business_message"}
-)
-NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply markup are "
-                "exactly the same as a current content and reply markup of the message")
-
-
-class TelegramApiError(Exception):
-    """Raised inside a method handler; answered as Telegram's error envelope."""
-
-    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
-        super().__init__(description)
-        self.code = code
-        self.description = description
-        self.retry_after = retry_after
-
-    def response(self) -> web.Response:
-        payload: Json = {"ok": False, "error_code": self.code, "description": self.description}
-        if self.retry_after is not None:
-            payload["parameters"] = {"retry_after": self.retry_after}
-        return web.json_response(payload, status=self.code)
 
 
 class _DropConnection(Exception):
     """Raised after the transport was closed: nothing is to be answered."""
-
-
-@dataclass(frozen=True, slots=True)
-class SentMessage:
-    """A message the bot sent (as last edited)."""
-
-    chat_id: int
-    message_id: int
-    text: str
-    parse_mode: str | None
-    reply_markup: Json | None
-    date: int
-    edit_date: int | None = None
-
-    @property
-    def callback_data(self) -> list[str]:
-        """The callback_data of every inline button, row by row."""
-        rows = (self.reply_markup or {}).get("inline_keyboard", [])
-        return [b["callback_data"] for row in rows for b in row if "callback_data" in b]
-
-    def to_json(self) -> Json:
-        return {"chat_id": self.chat_id, "message_id": self.message_id, "text": self.text,
-                "parse_mode": self.parse_mode, "reply_markup": self.reply_markup, "date": self.date,
-                "edit_date": self.edit_date}
-
-
-class _Params:
-    """One request's parameters, with Telegram's coercions and error texts."""
-
-    def __init__(self, data: Json) -> None:
-        self.data = data
-
-    def text(self, key: str) -> str | None:
-        value = self.data.get(key)
-        return None if value is None else str(value)
-
-    def flag(self, key: str) -> bool:
-        return self.data.get(key) in (True, "true", "True", "1")
-
-    def integer(self, key: str, default: int = 0) -> int:
-        value = self.data.get(key)
-        if value is None or value == "":
-            return default
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise TelegramApiError(400, f"Bad Request: invalid {key} specified") from None
-
-    def json_value(self, key: str) -> Any:
-        value = self.data.get(key)
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except ValueError:
-                raise TelegramApiError(400, f"Bad Request: can't parse {key} JSON object") from None
-        return value
-
-    def chat_id(self) -> int:
-        if self.data.get("chat_id") in (None, ""):
-            raise TelegramApiError(400, "Bad Request: chat_id is empty")
-        try:
-            return int(self.data["chat_id"])
-        except (TypeError, ValueError):  # "@channelname": there are no channels here
-            raise TelegramApiError(400, "Bad Request: chat not found") from None
 
 
 class TelegramSimulator:
@@ -165,7 +88,7 @@ class TelegramSimulator:
         self._closing = False
         self._runner: web.AppRunner | None = None
         # Bot API method names are case-insensitive: "sendMessage" -> "sendmessage" -> _api_send_message
-        self._methods: dict[str, Callable[[_Params], Awaitable[Any]]] = {
+        self._methods: dict[str, Callable[[Params], Awaitable[Any]]] = {
             name[5:].replace("_", ""): getattr(self, name) for name in dir(self) if name.startswith("_api_")
         }
 
@@ -179,7 +102,7 @@ class TelegramSimulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on ``host:port`` (loopback only; port 0 picks one) and return the base URL."""
-        if not _is_loopback(host):
+        if not is_loopback(host):
             raise ValueError(f"host: the Telegram simulator only binds loopback, not {host!r}")
         if self._runner is not None:
             raise RuntimeError("Telegram simulator already started")
@@ -189,7 +112,7 @@ class TelegramSimulator:
         try:
             await web.TCPSite(runner, host, port).start()
             bound_host, bound_port = runner.addresses[0][:2]
-            await _prove_listening(bound_host, bound_port)
+            await prove_listening(bound_host, bound_port, "Telegram simulator")
         except BaseException:
             await runner.cleanup()
             raise
@@ -252,11 +175,7 @@ class TelegramSimulator:
                    username: str | None = None) -> Json:
         """A private-chat message from user ``chat_id``; a leading /command gets its entity."""
         self._users[chat_id] = (first_name, username)
-        message: Json = {"message_id": next(self._ids), "from": self._user(chat_id),
-                         "chat": self._chat(chat_id), "date": int(time.time()), "text": text}
-        if text.startswith("/"):
-            command = text.split(maxsplit=1)[0]
-            message["entities"] = [{"type": "bot_command", "offset": 0, "length": _utf16_len(command)}]
+        message = api.user_message(next(self._ids), self._user(chat_id), self._chat(chat_id), int(time.time()), text)
         return self.push_update({"message": message})
 
     def press_button(self, chat_id: int, message_id: int, data: str) -> Json:
@@ -277,48 +196,15 @@ class TelegramSimulator:
             self.blocked_chats.add(chat_id)
         else:
             self.blocked_chats.discard(chat_id)
-        member = {"user": self._bot_user()}
-        kicked = {"status": "kicked", "until_date": 0, **member}
-        joined = {"status": "member", **member}
-        old, new = (joined, kicked) if status == "kicked" else (kicked, joined)
-        return self.push_update({"my_chat_member": {
-            "chat": self._chat(chat_id), "from": self._user(chat_id), "date": int(time.time()),
-            "old_chat_member": old, "new_chat_member": new,
-        }})
+        change = api.member_change(status, self._bot_user(), self._chat(chat_id), self._user(chat_id), int(time.time()))
+        return self.push_update({"my_chat_member": change})
 
-    # --- the control API (mounted under /telegram by whoever hosts it) ---------------------
+    # --- the control API (its routes are in daemon.simulators.telegram_control) ------------
 
     def control_routes(self) -> web.RouteTableDef:
-        """POST /faults (a FaultRule), /updates (a raw update), /user_sends ({chat_id, text}),
-        /press_button ({chat_id, message_id, data}), /member_status ({chat_id, status}) answer 201
-        with what was created, or 400 naming the bad input; GET /faults, DELETE /faults, GET /messages."""
-        routes = fault_routes(self.faults, lambda: self.messages, post_faults=False)
-        routes.post("/{what:faults|updates|user_sends|press_button|member_status}")(self._control_post)
-        return routes
-
-    async def _control_post(self, request: web.Request) -> web.Response:
-        try:
-            data = await json_object(request)
-            what = request.match_info["what"]
-            if what == "faults":
-                rule = FaultRule.from_json(data)
-                self.faults.add(rule)
-                return web.json_response(rule.to_json(), status=201)
-            if what == "updates":
-                return web.json_response(self.push_update(data), status=201)
-            if what == "press_button":
-                pressed = self.press_button(int(data["chat_id"]), int(data["message_id"]), str(data["data"]))
-                return web.json_response(pressed, status=201)
-            if what == "member_status":
-                return web.json_response(self.member_status(int(data["chat_id"]), str(data["status"])), status=201)
-            text = data["text"]
-            if not isinstance(text, str) or not text:
-                raise ValueError("text: must be a non-empty string")
-            return web.json_response(self.user_sends(int(data["chat_id"]), text), status=201)
-        except KeyError as exc:
-            return web.json_response({"error": f"{exc.args[0]}: required"}, status=400)
-        except (ValueError, TypeError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+        """POST /faults, /updates, /user_sends, /press_button, /member_status; GET and DELETE /faults;
+        GET /messages (see ``daemon.simulators.telegram_control``)."""
+        return telegram_control.control_routes(self)
 
     # --- request handling ------------------------------------------------------------------
 
@@ -343,7 +229,7 @@ class TelegramSimulator:
             return TelegramApiError(404, "Not Found: method not found").response()
         self.requests.append(method)
         try:
-            params = _Params(await _read_params(request))
+            params = Params(await api.read_params(request))
             if handler == self._api_send_message:
                 await self._apply_fault(request, params.chat_id())
             result = await handler(params)
@@ -364,14 +250,7 @@ class TelegramSimulator:
             if request.transport is not None:
                 request.transport.abort()
             raise _DropConnection
-        if rule.kind == "error":
-            raise TelegramApiError(500, "Internal Server Error")
-        if rule.kind == "rate_limit":
-            seconds = max(1, math.ceil(rule.retry_after))
-            raise TelegramApiError(429, f"Too Many Requests: retry after {seconds}", retry_after=seconds)
-        if rule.kind == "blocked":
-            raise TelegramApiError(403, "Forbidden: bot was blocked by the user")
-        raise TelegramApiError(400, "Bad Request: chat not found")  # permanent
+        raise api.fault_error(rule.kind, rule.retry_after)
 
     def limit_rate(self, rate_global: float = 30.0, rate_per_chat: float = 1.0, burst: float = DEFAULT_BURST) -> None:
         """Enforce flood limits on sendMessage from now on: beyond them a 429 with retry_after, counted
@@ -381,43 +260,41 @@ class TelegramSimulator:
     def _pace(self, chat_id: int) -> None:
         """Telegram's flood control (when ``limit_rate`` turned it on): a 429 when the bot sends too fast."""
         if self.flood is not None and (seconds := self.flood.check(chat_id)) is not None:
-            raise TelegramApiError(429, f"Too Many Requests: retry after {seconds}", retry_after=seconds)
+            raise api.too_many_requests(seconds)
 
     # --- Bot API methods -------------------------------------------------------------------
 
-    async def _api_get_me(self, p: _Params) -> Json:
-        return {**self._bot_user(), "can_join_groups": True, "can_read_all_group_messages": False,
-                "supports_inline_queries": False, "can_connect_to_business": False,
-                "has_main_web_app": False}
+    async def _api_get_me(self, p: Params) -> Json:
+        return api.bot_profile(self._bot_user())
 
-    async def _api_send_message(self, p: _Params) -> Json:
+    async def _api_send_message(self, p: Params) -> Json:
         chat_id = p.chat_id()
         if chat_id in self.unknown_chats:
             raise TelegramApiError(400, "Bad Request: chat not found")
         if chat_id in self.blocked_chats:
             raise TelegramApiError(403, "Forbidden: bot was blocked by the user")
-        text = _check_text(p.text("text"))
-        markup = _check_markup(p.json_value("reply_markup"))
+        text = api.check_text(p.text("text"))
+        markup = api.check_markup(p.json_value("reply_markup"))
         self._pace(chat_id)
         sent = SentMessage(chat_id, next(self._ids), text, p.text("parse_mode"), markup, int(time.time()))
         self.messages.append(sent)
         self._wake()
         return self._message_json(sent)
 
-    async def _api_edit_message_text(self, p: _Params) -> Json:
+    async def _api_edit_message_text(self, p: Params) -> Json:
         sent = self._find(p.chat_id(), p.integer("message_id"))
-        text, markup = _check_text(p.text("text")), _check_markup(p.json_value("reply_markup"))
+        text, markup = api.check_text(p.text("text")), api.check_markup(p.json_value("reply_markup"))
         if (text, markup) == (sent.text, sent.reply_markup):
             raise TelegramApiError(400, NOT_MODIFIED)
         return self._edit(sent, text=text, parse_mode=p.text("parse_mode"), reply_markup=markup)
 
-    async def _api_edit_message_reply_markup(self, p: _Params) -> Json:
+    async def _api_edit_message_reply_markup(self, p: Params) -> Json:
         sent = self._find(p.chat_id(), p.integer("message_id"))
-        if (markup := _check_markup(p.json_value("reply_markup"))) == sent.reply_markup:
+        if (markup := api.check_markup(p.json_value("reply_markup"))) == sent.reply_markup:
             raise TelegramApiError(400, NOT_MODIFIED)
         return self._edit(sent, reply_markup=markup)
 
-    async def _api_answer_callback_query(self, p: _Params) -> bool:
+    async def _api_answer_callback_query(self, p: Params) -> bool:
         query_id = p.text("callback_query_id")
         if query_id not in self._open_queries:
             raise TelegramApiError(
@@ -429,7 +306,7 @@ class TelegramSimulator:
         )
         return True
 
-    async def _api_get_updates(self, p: _Params) -> list[Json]:
+    async def _api_get_updates(self, p: Params) -> list[Json]:
         if self.webhook.get("url"):
             raise TelegramApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
                                    "use deleteWebhook to delete the webhook first")
@@ -449,7 +326,7 @@ class TelegramSimulator:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            self._updates = [u for u in self._updates if _update_type(u) in self._allowed]
+            self._updates = [u for u in self._updates if api.update_type(u) in self._allowed]
             if self._updates or self._closing or loop.time() >= deadline:
                 return self._updates[:limit]
             changed = self._changed
@@ -460,21 +337,21 @@ class TelegramSimulator:
                 raise TelegramApiError(409, "Conflict: terminated by other getUpdates request; make sure "
                                        "that only one bot instance is running")
 
-    async def _api_set_my_commands(self, p: _Params) -> bool:
+    async def _api_set_my_commands(self, p: Params) -> bool:
         commands = p.json_value("commands")
         if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
             raise TelegramApiError(400, "Bad Request: can't parse commands JSON object")
-        self.commands[_commands_key(p)] = commands
+        self.commands[api.commands_key(p)] = commands
         return True
 
-    async def _api_get_my_commands(self, p: _Params) -> list[Json]:
-        return self.commands.get(_commands_key(p), [])
+    async def _api_get_my_commands(self, p: Params) -> list[Json]:
+        return self.commands.get(api.commands_key(p), [])
 
-    async def _api_delete_my_commands(self, p: _Params) -> bool:
-        self.commands.pop(_commands_key(p), None)
+    async def _api_delete_my_commands(self, p: Params) -> bool:
+        self.commands.pop(api.commands_key(p), None)
         return True
 
-    async def _api_set_webhook(self, p: _Params) -> bool:
+    async def _api_set_webhook(self, p: Params) -> bool:
         url = p.text("url") or ""
         self.webhook = {"url": url, "secret_token": p.text("secret_token"),
                         "allowed_updates": p.json_value("allowed_updates")} if url else {}
@@ -482,25 +359,19 @@ class TelegramSimulator:
             self._updates.clear()
         return True
 
-    async def _api_delete_webhook(self, p: _Params) -> bool:
+    async def _api_delete_webhook(self, p: Params) -> bool:
         self.webhook = {}
         if p.flag("drop_pending_updates"):
             self._updates.clear()
         return True
 
-    async def _api_get_webhook_info(self, p: _Params) -> Json:
-        info: Json = {"url": self.webhook.get("url", ""), "has_custom_certificate": False,
-                      "pending_update_count": len(self._updates)}
-        if self.webhook:
-            info["max_connections"] = 40
-            if self.webhook.get("allowed_updates"):
-                info["allowed_updates"] = self.webhook["allowed_updates"]
-        return info
+    async def _api_get_webhook_info(self, p: Params) -> Json:
+        return api.webhook_info(self.webhook, len(self._updates))
 
-    async def _api_close(self, p: _Params) -> bool:
+    async def _api_close(self, p: Params) -> bool:
         return True
 
-    async def _api_log_out(self, p: _Params) -> bool:
+    async def _api_log_out(self, p: Params) -> bool:
         return True
 
     # --- helpers ---------------------------------------------------------------------------
@@ -532,100 +403,13 @@ class TelegramSimulator:
         return self._message_json(edited)
 
     def _bot_user(self) -> Json:
-        return {"id": self.bot_id, "is_bot": True, "first_name": "failover-notify (simulated)",
-                "username": self.username}
+        return api.bot_user(self.bot_id, self.username)
 
     def _user(self, user_id: int) -> Json:
-        first_name, username = self._users.get(user_id, ("Test", None))
-        user: Json = {"id": user_id, "is_bot": False, "first_name": first_name}
-        return {**user, "username": username} if username else user
+        return api.user(user_id, *self._users.get(user_id, ("Test", None)))
 
     def _chat(self, chat_id: int) -> Json:
-        if chat_id < 0:
-            kind = "supergroup" if str(chat_id).startswith("-100") else "group"
-            return {"id": chat_id, "type": kind, "title": f"Group {chat_id}"}
-        return {"type": "private", **{k: v for k, v in self._user(chat_id).items() if k != "is_bot"}}
+        return api.chat(chat_id, self._user(chat_id))
 
     def _message_json(self, sent: SentMessage) -> Json:
-        message: Json = {"message_id": sent.message_id, "from": self._bot_user(),
-                         "chat": self._chat(sent.chat_id), "date": sent.date, "text": sent.text}
-        if sent.edit_date is not None:
-            message["edit_date"] = sent.edit_date
-        if sent.reply_markup and "inline_keyboard" in sent.reply_markup:
-            message["reply_markup"] = sent.reply_markup
-        return message
-
-
-async def _read_params(request: web.Request) -> Json:
-    """Query args, then the body: JSON, urlencoded or multipart form (files are ignored)."""
-    data: Json = dict(request.query)
-    if request.content_type == "application/json":
-        try:
-            body = await request.json()
-        except ValueError:
-            raise TelegramApiError(400, "Bad Request: can't parse JSON body") from None
-        if not isinstance(body, dict):
-            raise TelegramApiError(400, "Bad Request: JSON body must be an object")
-        data.update(body)
-    elif request.can_read_body:
-        form = await request.post()
-        data.update({key: value for key, value in form.items() if isinstance(value, str)})
-    return data
-
-
-def _check_text(text: str | None) -> str:
-    if not text or not text.strip():
-        raise TelegramApiError(400, "Bad Request: message text is empty")
-    if _utf16_len(text) > MAX_TEXT:
-        raise TelegramApiError(400, "Bad Request: message is too long")
-    return text
-
-
-def _check_markup(markup: Any) -> Json | None:
-    if markup is None:
-        return None
-    rows = markup.get("inline_keyboard", []) if isinstance(markup, dict) else None
-    if not isinstance(rows, list) or not all(
-        isinstance(row, list) and all(isinstance(b, dict) and "text" in b for b in row) for row in rows
-    ):
-        raise TelegramApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
-    if any(len(str(b.get("callback_data", "")).encode()) > 64 for row in rows for b in row):
-        raise TelegramApiError(400, "Bad Request: BUTTON_DATA_INVALID")
-    return markup  # type: ignore[no-any-return]
-
-
-def _commands_key(p: _Params) -> str:
-    scope = p.json_value("scope") or {"type": "default"}
-    return f"{json.dumps(scope, sort_keys=True)}|{p.text('language_code') or ''}"
-
-
-def _update_type(update: Json) -> str:
-    return next((key for key in update if key != "update_id"), "")
-
-
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-async def _prove_listening(host: str, port: int) -> None:
-    """Connect to our own socket before saying "started" (as aiosmtpd's controller does)."""
-    try:
-        async with asyncio.timeout(READY_TIMEOUT):
-            _, writer = await asyncio.open_connection(host, port)
-    except (OSError, TimeoutError) as exc:
-        raise RuntimeError(
-            f"Telegram simulator did not accept a connection on {host}:{port} within {READY_TIMEOUT}s: "
-            f"{exc}; is the port firewalled or the event loop blocked?"
-        ) from exc
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
+        return api.bot_message(sent, self._bot_user(), self._chat(sent.chat_id))

@@ -1,5 +1,9 @@
 """SQLite store (aiosqlite, WAL). All writes go through one group-commit writer; reads use a
-second connection so they never wait behind a write transaction."""
+second connection so they never wait behind a write transaction.
+
+This module holds the lifecycle, the reads and the delivery engine's writes; the other writes' SQL is in
+``sqlite_recipients``, ``sqlite_notifications``, ``sqlite_bot`` and ``sqlite_maintenance``, the row
+converters in ``sqlite_rows``."""
 
 from __future__ import annotations
 
@@ -11,82 +15,28 @@ from typing import Any
 
 import aiosqlite
 
-from daemon.errors import Conflict, NotFound, StorageError
-from daemon.models import (
-    Attempt,
-    Channel,
-    NewNotification,
-    Notification,
-    Outcome,
-    Recipient,
-    Status,
-)
-from daemon.storage import sqlite_bot, sqlite_maintenance
+from daemon.errors import NotFound, StorageError
+from daemon.models import Attempt, Channel, NewNotification, Notification, Outcome, Recipient, Status
+from daemon.storage import sqlite_bot, sqlite_maintenance, sqlite_notifications, sqlite_recipients
 from daemon.storage.base import AckOutcome, AckResult, AttemptRecord, LinkOutcome, LinkRedemption, NotificationUpdate
+from daemon.storage.sqlite_recipients import RECIPIENT_FIELDS
+from daemon.storage.sqlite_rows import (
+    attempt_from_row,
+    notification_from_row,
+    recipient_from_row,
+    to_datetime,
+    to_timestamp,
+)
 from daemon.storage.writer import GroupCommitWriter, on_connection_thread
+
+__all__ = ["ADDED_COLUMNS", "APPLICATION_ID", "FINAL", "RECIPIENT_FIELDS", "SCHEMA_VERSION", "SqliteStore"]
 
 APPLICATION_ID = 0x666E6F74  # "fnot": tells our database from a foreign SQLite file
 SCHEMA_VERSION = 1
 FINAL = tuple(str(s) for s in (Status.DELIVERED, Status.ACKNOWLEDGED, Status.FAILED, Status.CANCELLED, Status.EXPIRED))
 _FINAL_SQL = ",".join(f"'{s}'" for s in FINAL)
-RECIPIENT_FIELDS = ("name", "email", "phone", "telegram_chat_id", "opt_out", "telegram_blocked")
 # columns added after a table first shipped: CREATE TABLE IF NOT EXISTS does not add them to old files
 ADDED_COLUMNS = (("notifications", "awaiting_ack", "INTEGER NOT NULL DEFAULT 0"),)
-
-
-def _ts(value: datetime | None) -> float | None:
-    return value.timestamp() if value is not None else None
-
-
-def _dt(value: float | None) -> datetime | None:
-    return datetime.fromtimestamp(value, UTC) if value is not None else None
-
-
-def _recipient(row: sqlite3.Row) -> Recipient:
-    return Recipient(
-        id=row["id"],
-        name=row["name"],
-        email=row["email"],
-        phone=row["phone"],
-        telegram_chat_id=row["telegram_chat_id"],
-        opt_out=frozenset(Channel(c) for c in row["opt_out"].split(",") if c),
-        telegram_blocked=bool(row["telegram_blocked"]),
-        created_at=datetime.fromtimestamp(row["created_at"], UTC),
-    )
-
-
-def _attempt(row: sqlite3.Row) -> Attempt:
-    return Attempt(
-        id=row["id"],
-        notification_id=row["notification_id"],
-        channel=Channel(row["channel"]),
-        outcome=Outcome(row["outcome"]) if row["outcome"] else None,
-        error=row["error"],
-        provider_message_id=row["provider_message_id"],
-        started_at=datetime.fromtimestamp(row["started_at"], UTC),
-        finished_at=_dt(row["finished_at"]),
-        retry_at=_dt(row["retry_at"]),
-    )
-
-
-def _notification(row: sqlite3.Row, attempts: tuple[Attempt, ...] = ()) -> Notification:
-    return Notification(
-        id=row["id"],
-        recipient_id=row["recipient_id"],
-        text=row["text"],
-        subject=row["subject"],
-        chain=tuple(Channel(c) for c in row["chain"].split(",")),
-        status=Status(row["status"]),
-        idempotency_key=row["idempotency_key"],
-        position=row["position"],
-        tries_on_channel=row["tries"],
-        next_attempt_at=_dt(row["next_attempt_at"]),
-        created_at=datetime.fromtimestamp(row["created_at"], UTC),
-        updated_at=datetime.fromtimestamp(row["updated_at"], UTC),
-        deadline=_dt(row["deadline"]),
-        ack_timeout=row["ack_timeout"],
-        attempts=attempts,
-    )
 
 
 class SqliteStore:
@@ -184,26 +134,18 @@ class SqliteStore:
         self, name: str, email: str | None, phone: str | None, telegram_chat_id: int | None
     ) -> Recipient:
         now = datetime.now(UTC).timestamp()
-
-        def op(conn: sqlite3.Connection) -> int:
-            if telegram_chat_id is not None:
-                _ensure_chat_free(conn, telegram_chat_id, None)
-            cur = conn.execute(
-                "INSERT INTO recipients (name, email, phone, telegram_chat_id, created_at) VALUES (?,?,?,?,?)",
-                (name, email, phone, telegram_chat_id, now),
-            )
-            return cur.lastrowid or 0
-
-        new_id = await self._submit(op)
+        new_id = await self._submit(
+            lambda conn: sqlite_recipients.insert_recipient(conn, name, email, phone, telegram_chat_id, now)
+        )
         return await self._must_recipient(new_id)
 
     async def get_recipient(self, recipient_id: int) -> Recipient | None:
         row = await self._one("SELECT * FROM recipients WHERE id = ?", (recipient_id,))
-        return _recipient(row) if row else None
+        return recipient_from_row(row) if row else None
 
     async def get_recipient_by_chat(self, chat_id: int) -> Recipient | None:
         row = await self._one("SELECT * FROM recipients WHERE telegram_chat_id = ?", (chat_id,))
-        return _recipient(row) if row else None
+        return recipient_from_row(row) if row else None
 
     async def _must_recipient(self, recipient_id: int) -> Recipient:
         recipient = await self.get_recipient(recipient_id)
@@ -212,45 +154,15 @@ class SqliteStore:
         return recipient
 
     async def list_recipients(self) -> list[Recipient]:
-        return [_recipient(r) for r in await self._all("SELECT * FROM recipients ORDER BY id")]
+        return [recipient_from_row(r) for r in await self._all("SELECT * FROM recipients ORDER BY id")]
 
     async def update_recipient(self, recipient_id: int, fields: dict[str, Any]) -> Recipient:
-        unknown = set(fields) - set(RECIPIENT_FIELDS)
-        if unknown:
-            raise ValueError(f"not recipient fields: {sorted(unknown)}")
-        values = dict(fields)
-        if "opt_out" in values:
-            values["opt_out"] = ",".join(sorted(str(c) for c in values["opt_out"]))
-        if "telegram_blocked" in values:
-            values["telegram_blocked"] = int(bool(values["telegram_blocked"]))
-
-        def op(conn: sqlite3.Connection) -> None:
-            if conn.execute("SELECT 1 FROM recipients WHERE id = ?", (recipient_id,)).fetchone() is None:
-                raise NotFound(f"recipient {recipient_id} does not exist")
-            if values.get("telegram_chat_id") is not None:
-                _ensure_chat_free(conn, values["telegram_chat_id"], recipient_id)
-            if values:
-                assignments = ", ".join(f"{k} = ?" for k in values)
-                conn.execute(f"UPDATE recipients SET {assignments} WHERE id = ?", (*values.values(), recipient_id))
-
-        await self._submit(op)
+        values = sqlite_recipients.column_values(fields)
+        await self._submit(lambda conn: sqlite_recipients.update_recipient(conn, recipient_id, values))
         return await self._must_recipient(recipient_id)
 
     async def remove_recipient(self, recipient_id: int) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            pending = conn.execute(
-                f"SELECT count(*) FROM notifications WHERE recipient_id = ? AND status NOT IN ({_FINAL_SQL})",
-                (recipient_id,),
-            ).fetchone()
-            if pending and pending[0]:
-                raise Conflict(
-                    f"recipient {recipient_id} has {pending[0]} unfinished notification(s); cancel them first"
-                )
-            cur = conn.execute("DELETE FROM recipients WHERE id = ?", (recipient_id,))
-            if cur.rowcount == 0:
-                raise NotFound(f"recipient {recipient_id} does not exist")
-
-        await self._submit(op)
+        await self._submit(lambda conn: sqlite_recipients.delete_recipient(conn, recipient_id))
 
     async def set_telegram_blocked(self, recipient_id: int, blocked: bool) -> None:
         await self.update_recipient(recipient_id, {"telegram_blocked": blocked})
@@ -260,39 +172,9 @@ class SqliteStore:
     async def create_notification(self, new: NewNotification, now: datetime) -> tuple[Notification, bool]:
         ts = now.timestamp()
 
-        def op(conn: sqlite3.Connection) -> tuple[sqlite3.Row | int, bool]:
-            if new.idempotency_key is not None:
-                same = _fetchall(conn, "SELECT id FROM notifications WHERE idempotency_key = ?", (new.idempotency_key,))
-                if same:
-                    return int(same[0][0]), False
-            # one statement: checks the recipient, inserts, and hands the row back (hops cost ~0.1 ms each)
-            rows = _fetchall(
-                conn,
-                "INSERT INTO notifications (recipient_id, text, subject, chain, status, idempotency_key,"
-                " next_attempt_at, deadline, ack_timeout, created_at, updated_at)"
-                " SELECT ?,?,?,?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM recipients WHERE id = ?) RETURNING *",
-                (
-                    new.recipient_id,
-                    new.text,
-                    new.subject,
-                    ",".join(new.chain),
-                    str(Status.QUEUED),
-                    new.idempotency_key,
-                    ts,
-                    _ts(new.deadline),
-                    new.ack_timeout,
-                    ts,
-                    ts,
-                    new.recipient_id,
-                ),
-            )
-            if not rows:
-                raise NotFound(f"recipient {new.recipient_id} does not exist")
-            return rows[0], True
-
-        row, created = await self._submit(op)
+        row, created = await self._submit(lambda conn: sqlite_notifications.insert_notification(conn, new, ts))
         if created:
-            return _notification(row), True
+            return notification_from_row(row), True
         existing = await self.get_notification(row)
         assert existing is not None
         return existing, False
@@ -302,7 +184,7 @@ class SqliteStore:
         if row is None:
             return None
         attempts = await self._all("SELECT * FROM attempts WHERE notification_id = ? ORDER BY id", (notification_id,))
-        return _notification(row, tuple(_attempt(a) for a in attempts))
+        return notification_from_row(row, tuple(attempt_from_row(a) for a in attempts))
 
     async def list_notifications(
         self,
@@ -312,63 +194,29 @@ class SqliteStore:
         before_id: int | None = None,
         search: str | None = None,
     ) -> list[Notification]:
-        where, params = [], []
-        for clause, value in (("status = ?", status), ("recipient_id = ?", recipient_id), ("id < ?", before_id)):
-            if value is not None:
-                where.append(clause)
-                params.append(str(value) if isinstance(value, Status) else value)
-        if search:
-            where.append("instr(lower(text), lower(?)) > 0")
-            params.append(search)
-        sql = "SELECT * FROM notifications"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = await self._all(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        sql, params = sqlite_notifications.list_query(status, recipient_id, limit, before_id, search)
+        rows = await self._all(sql, params)
         if not rows:
             return []
         ids = [r["id"] for r in rows]
         attempts: dict[int, list[Attempt]] = {i: [] for i in ids}
         marks = ",".join("?" * len(ids))
         for a in await self._all(f"SELECT * FROM attempts WHERE notification_id IN ({marks}) ORDER BY id", tuple(ids)):
-            attempts[a["notification_id"]].append(_attempt(a))
-        return [_notification(r, tuple(attempts[r["id"]])) for r in rows]
+            attempts[a["notification_id"]].append(attempt_from_row(a))
+        return [notification_from_row(r, tuple(attempts[r["id"]])) for r in rows]
 
-    async def _set_status_if(
-        self, notification_id: int, now: datetime, allowed: tuple[str, ...], sets: str, verb: str
-    ) -> Notification:
-        def op(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT status FROM notifications WHERE id = ?", (notification_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"notification {notification_id} does not exist")
-            if row[0] not in allowed:
-                raise Conflict(f"notification {notification_id} is {row[0]}: cannot {verb} it")
-            conn.execute(
-                f"UPDATE notifications SET {sets}, updated_at = ? WHERE id = ?", (now.timestamp(), notification_id)
-            )
+    async def cancel(self, notification_id: int, now: datetime) -> Notification:
+        await self._submit(lambda conn: sqlite_notifications.cancel(conn, notification_id, now.timestamp()))
+        return await self._must_notification(notification_id)
 
-        await self._submit(op)
+    async def redrive(self, notification_id: int, now: datetime) -> Notification:
+        await self._submit(lambda conn: sqlite_notifications.redrive(conn, notification_id, now.timestamp()))
+        return await self._must_notification(notification_id)
+
+    async def _must_notification(self, notification_id: int) -> Notification:
         notification = await self.get_notification(notification_id)
         assert notification is not None
         return notification
-
-    async def cancel(self, notification_id: int, now: datetime) -> Notification:
-        return await self._set_status_if(
-            notification_id,
-            now,
-            (str(Status.QUEUED), str(Status.SENDING)),
-            f"status = '{Status.CANCELLED}', next_attempt_at = NULL",
-            "cancel",
-        )
-
-    async def redrive(self, notification_id: int, now: datetime) -> Notification:
-        return await self._set_status_if(
-            notification_id,
-            now,
-            (str(Status.FAILED), str(Status.EXPIRED)),
-            f"status = '{Status.QUEUED}', position = 0, tries = 0, deadline = NULL, awaiting_ack = 0,"
-            f" next_attempt_at = {now.timestamp()!r}",
-            "retry",
-        )
 
     # -- the engine's side -----------------------------------------------------------------
 
@@ -404,11 +252,11 @@ class SqliteStore:
             )
 
         rows: list[sqlite3.Row] = await self._submit(op)
-        return [_notification(r) for r in rows]
+        return [notification_from_row(r) for r in rows]
 
     async def next_due_time(self) -> datetime | None:
         row = await self._one("SELECT min(next_attempt_at) FROM notifications WHERE in_flight = 0")
-        return _dt(row[0]) if row else None
+        return to_datetime(row[0]) if row else None
 
     async def start_attempt(self, notification_id: int, channel: Channel, now: datetime, tries: int) -> int:
         ts = now.timestamp()
@@ -440,7 +288,7 @@ class SqliteStore:
         ts = now.timestamp()
 
         def op(conn: sqlite3.Connection) -> tuple[int, float, str]:
-            values = (str(record.outcome), record.error, record.provider_message_id, ts, _ts(record.retry_at))
+            values = (str(record.outcome), record.error, record.provider_message_id, ts, to_timestamp(record.retry_at))
             if attempt_id is None:  # skipped: an attempt that never started
                 cur = conn.execute(
                     "INSERT INTO attempts (outcome, error, provider_message_id, finished_at, retry_at,"
@@ -465,7 +313,7 @@ class SqliteStore:
                     str(update.status),
                     update.position,
                     update.tries,
-                    _ts(update.next_attempt_at),
+                    to_timestamp(update.next_attempt_at),
                     int(update.release),
                     int(update.awaiting_ack),
                     ts,
@@ -558,8 +406,3 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
         if column not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
-
-def _ensure_chat_free(conn: sqlite3.Connection, chat_id: int, recipient_id: int | None) -> None:
-    row = conn.execute("SELECT id FROM recipients WHERE telegram_chat_id = ?", (chat_id,)).fetchone()
-    if row is not None and row[0] != recipient_id:
-        raise Conflict(f"Telegram chat {chat_id} is already linked to recipient {row[0]}")

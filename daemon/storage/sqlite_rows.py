@@ -1,0 +1,64 @@
+"""Rows of the SQLite store turned into models: timestamps are REAL seconds since the epoch (UTC),
+channel lists are comma-separated text."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+from daemon.models import Attempt, Channel, Notification, Outcome, Recipient, Status
+
+
+def to_timestamp(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def to_datetime(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+def recipient_from_row(row: sqlite3.Row) -> Recipient:
+    return Recipient(
+        id=row["id"],
+        name=row["name"],
+        email=row["email"],
+        phone=row["phone"],
+        telegram_chat_id=row["telegram_chat_id"],
+        opt_out=frozenset(Channel(c) for c in row["opt_out"].split(",") if c),
+        telegram_blocked=bool(row["telegram_blocked"]),
+        created_at=datetime.fromtimestamp(row["created_at"], UTC),
+    )
+
+
+def attempt_from_row(row: sqlite3.Row) -> Attempt:
+    return Attempt(
+        id=row["id"],
+        notification_id=row["notification_id"],
+        channel=Channel(row["channel"]),
+        outcome=Outcome(row["outcome"]) if row["outcome"] else None,
+        error=row["error"],
+        provider_message_id=row["provider_message_id"],
+        started_at=datetime.fromtimestamp(row["started_at"], UTC),
+        finished_at=to_datetime(row["finished_at"]),
+        retry_at=to_datetime(row["retry_at"]),
+    )
+
+
+def notification_from_row(row: sqlite3.Row, attempts: tuple[Attempt, ...] = ()) -> Notification:
+    return Notification(
+        id=row["id"],
+        recipient_id=row["recipient_id"],
+        text=row["text"],
+        subject=row["subject"],
+        chain=tuple(Channel(c) for c in row["chain"].split(",")),
+        status=Status(row["status"]),
+        idempotency_key=row["idempotency_key"],
+        position=row["position"],
+        tries_on_channel=row["tries"],
+        next_attempt_at=to_datetime(row["next_attempt_at"]),
+        created_at=datetime.fromtimestamp(row["created_at"], UTC),
+        updated_at=datetime.fromtimestamp(row["updated_at"], UTC),
+        deadline=to_datetime(row["deadline"]),
+        ack_timeout=row["ack_timeout"],
+        attempts=attempts,
+    )
