@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import statistics
 import tempfile
 import time
 from datetime import datetime
@@ -185,7 +184,7 @@ def print_partial(name: str, value: Any) -> None:
 
 
 def table(r: dict[str, Any]) -> str:
-    rows = [("enqueue, %d client(s)" % e["clients"], f"{e['per_s']:,.0f}/s",
+    rows = [(f"enqueue, {e['clients']} client(s)", f"{e['per_s']:,.0f}/s",
              f"p50 {e['p50_ms']:.2f} ms, p99 {e['p99_ms']:.2f} ms") for e in r["enqueue"]]
     rows += [(f"end to end, provider latency {e['latency_ms']:.0f} ms", f"{e['delivered_per_s']:,.0f}/s",
               f"{e['count']} delivered, peak RSS {e['peak_rss_mb']:.0f} MB") for e in r["end_to_end"]]

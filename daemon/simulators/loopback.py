@@ -1,6 +1,6 @@
 """Binding checks for the simulators: loopback hosts only, and proof that a server is up.
 
-The Telegram simulator uses these; the SMS simulator still carries its own copy of the same two helpers.
+Every simulator uses ``is_loopback``; the SMTP simulator proves itself by reading the greeting instead.
 """
 
 from __future__ import annotations

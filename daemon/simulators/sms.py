@@ -20,9 +20,7 @@ code 21610 (the recipient replied STOP), latency sleeps and then serves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
-import ipaddress
 import json
 import logging
 import re
@@ -38,13 +36,13 @@ from aiohttp import BasicAuth, hdrs, web
 from daemon.channels.sms_segments import sms_segments
 from daemon.simulators.control import fault_routes
 from daemon.simulators.faults import FaultPlan
+from daemon.simulators.loopback import is_loopback, prove_listening
 
 log = logging.getLogger(__name__)
 
 API = "/2010-04-01"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 MAX_BODY = 1600
-READY_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +122,7 @@ class SmsSimulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on ``host:port`` (loopback only; port 0 picks one) and return the base URL."""
-        if not _is_loopback(host):
+        if not is_loopback(host):
             raise ValueError(f"host: the SMS simulator only binds loopback, not {host!r}")
         if self._runner is not None:
             raise RuntimeError("SMS simulator already started")
@@ -134,7 +132,7 @@ class SmsSimulator:
         try:
             await site.start()
             bound_host, bound_port = runner.addresses[0][:2]
-            await _prove_listening(bound_host, bound_port)
+            await prove_listening(bound_host, bound_port, "SMS simulator")
         except BaseException:
             await runner.cleanup()
             raise
@@ -326,27 +324,3 @@ class SmsSimulator:
         message_id = "wh_" + secrets.token_hex(12)
         self._record(SmsRecord("webhook", to, sender if isinstance(sender, str) else None, body, message_id))
         return web.json_response({"id": message_id})
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-async def _prove_listening(host: str, port: int) -> None:
-    """Connect to our own socket before saying "started" (as aiosmtpd's controller does)."""
-    try:
-        async with asyncio.timeout(READY_TIMEOUT):
-            _, writer = await asyncio.open_connection(host, port)
-    except (OSError, TimeoutError) as exc:
-        raise RuntimeError(
-            f"SMS simulator did not accept a connection on {host}:{port} within {READY_TIMEOUT}s: {exc}; "
-            "is the port firewalled or the event loop blocked?"
-        ) from exc
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()

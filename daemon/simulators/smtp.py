@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import logging
 import secrets
 import weakref
@@ -38,6 +37,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from daemon.simulators.control import fault_routes
 from daemon.simulators.faults import FaultPlan, FaultRule
+from daemon.simulators.loopback import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class SmtpSimulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen on ``host:port`` (loopback only; port 0 picks a free one); return the bound address."""
-        if not _is_loopback(host):
+        if not is_loopback(host):
             raise ValueError(f"host: the SMTP simulator only binds loopback, not {host!r}")
         if self._server is not None:
             raise RuntimeError("SMTP simulator already started")
@@ -315,15 +315,6 @@ class _Handler:
         # connection_lost() cancels this task on the next loop iteration; nothing more is said
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def _prove_listening(host: str, port: int) -> None:
