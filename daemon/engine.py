@@ -25,6 +25,7 @@ TransientError / PermanentError, and ``daemon.failover.decide`` turns results in
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -222,6 +223,7 @@ class Engine:
         while True:
             channel = n.chain[position]
             attempt_id: int | None = None
+            sent_at: datetime | None = None
             expired = expiry(n.deadline, self.clock(), position, tries)
             if expired is not None:  # checked before every attempt: none is made after the deadline
                 result, step = AttemptResult.skipped(f"deadline {iso(n.deadline)} passed: not tried"), expired
@@ -238,11 +240,16 @@ class Engine:
                     attempt_id = await self.store.start_attempt(n.id, channel, self.clock(), tries)
                     self.events.publish("attempt.started", {"notification_id": n.id, "attempt_id": attempt_id,
                                                             "channel": str(channel)})
+                    # pace right before the provider call: a commit between the two would bunch sends up
+                    await adapter.wait_turn(recipient)
+                    sent_at = self.clock()  # the attempt's timing is the provider call, not the wait
                     result = await self._send(adapter, n, recipient)
                     self._breaker_saw(channel, result)
                 step = decide(len(n.chain), position, tries, result, self.policy, self.rng)
             now = self.clock()
             record, update = _plan(step, result, now, _ack_wait(n, position), n.deadline)
+            if sent_at is not None:
+                record = dataclasses.replace(record, sent_at=sent_at)
             attempt, new_status = await self.store.finish_attempt(attempt_id, n.id, channel, record, update, now)
             self._report(n, attempt.to_json(), step, status, new_status, update)
             status = new_status

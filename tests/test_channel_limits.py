@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +15,9 @@ from daemon.config import SmsConfig
 from daemon.models import Recipient
 from daemon.ratelimit import RateLimiter, limiter
 from daemon.simulators.sms import SmsSimulator
+from daemon.simulators.suite import SimulatorSuite
+from tests.conftest import make_config, start_daemon, stop_daemon
+from tests.test_delivery import CHAT
 from tests.test_pacing import FakeClock
 
 
@@ -53,3 +59,22 @@ def test_limits_must_be_positive(field: str) -> None:
 
     with pytest.raises(ValidationError):
         SmsConfig(**{field: 0})  # type: ignore[arg-type]
+
+
+async def test_pacing_happens_before_the_attempt_starts_so_its_timing_is_the_provider_call(
+    short_tmp: Path,
+) -> None:
+    async with SimulatorSuite() as suite:
+        sections = suite.config_sections()
+        sections["telegram"].update(rate_per_chat=5.0)  # one message per 0.2 s to a chat
+        running = await start_daemon(make_config(short_tmp, **sections))
+        try:
+            await running.call("recipient.add", name="Ann", telegram_chat_id=CHAT)
+            sent = [await running.call("send", recipient_id=1, message=f"m{i}") for i in range(3)]
+            finals = [await running.wait_final(n["id"]) for n in sent]
+        finally:
+            await stop_daemon(running)
+    attempts = [n["attempts"][0] for n in finals]
+    starts = sorted(datetime.fromisoformat(a["started_at"]) for a in attempts)
+    assert all((b - a).total_seconds() >= 0.19 for a, b in itertools.pairwise(starts))  # paced
+    assert all(a["duration_ms"] < 180 for a in attempts)  # and the wait is not in the attempt

@@ -30,6 +30,14 @@ class ChannelAdapter(Protocol):
         """Why this channel cannot serve the recipient (no address, opted out...), or None if it can."""
         ...
 
+    async def wait_turn(self, recipient: Recipient) -> None:
+        """Wait until the provider's limits allow one more send to this recipient, and claim it.
+
+        The engine calls this before it records the attempt as started, so an attempt's timing
+        (and the window in which a crash can duplicate it) is the provider call alone.
+        """
+        ...
+
     async def send(self, message: OutgoingMessage) -> str | None:
         """Deliver; return the provider's message id. Raise TransientError or PermanentError."""
         ...

@@ -77,12 +77,15 @@ class EmailChannel:
             return "opted out of email"
         return None
 
+    async def wait_turn(self, recipient: Recipient) -> None:
+        """Pace under ``rate`` (messages per second) when one is configured."""
+        if self._rate is not None:
+            await self._rate.acquire()
+
     async def send(self, message: OutgoingMessage) -> str:
         """Send one message; return its Message-ID (angle brackets included)."""
         email = self.build_message(message)
         message_id = str(email["Message-ID"])
-        if self._rate is not None:
-            await self._rate.acquire()
         async with self._slots:
             pooled = await self._checkout()
             try:

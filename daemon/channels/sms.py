@@ -81,6 +81,11 @@ class SmsChannel:
             return "opted out of SMS"
         return None
 
+    async def wait_turn(self, recipient: Recipient) -> None:
+        """Pace under ``rate`` (messages per second) when one is configured."""
+        if self._rate is not None:
+            await self._rate.acquire()
+
     async def send(self, message: OutgoingMessage) -> str | None:
         """Hand the text to the provider; return its message id (Twilio's ``sid``)."""
         phone = message.recipient.phone
@@ -90,8 +95,6 @@ class SmsChannel:
         if segments > self._max_segments:
             raise PermanentError(f"SMS: text too long: {segments} segments, at most {self._max_segments}"
                                  " ([sms] max_segments)")
-        if self._rate is not None:
-            await self._rate.acquire()
         if self.provider == "twilio":
             response = await self._request(
                 "POST",

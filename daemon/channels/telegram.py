@@ -140,11 +140,17 @@ class TelegramChannel:
             markup = InlineKeyboardMarkup(inline_keyboard=[[button]])
         ids = []
         for index, part in enumerate(parts):
+            if index > 0:  # the first part's turn was claimed by wait_turn
+                await self.pacer.acquire(chat_id)
             ids.append(await self._send_one(chat_id, part, markup if index == len(parts) - 1 else None))
         return ",".join(ids)
 
+    async def wait_turn(self, recipient: Recipient) -> None:
+        """Pace under Telegram's limits: the global rate and the per-chat rate."""
+        if recipient.telegram_chat_id is not None:
+            await self.pacer.acquire(recipient.telegram_chat_id)
+
     async def _send_one(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None) -> str:
-        await self.pacer.acquire(chat_id)
         try:
             sent = await self._bot.send_message(chat_id, text, parse_mode=None, reply_markup=markup)
         except _RAISED as exc:

@@ -23,6 +23,7 @@ class AttemptRecord:
     error: str | None = None
     provider_message_id: str | None = None
     retry_at: datetime | None = None
+    sent_at: datetime | None = None  # when the provider call began, after any pacing: the attempt's start
 
 
 @dataclass(frozen=True, slots=True)

@@ -300,8 +300,8 @@ class SqliteStore:
                 rows = _fetchall(
                     conn,
                     "UPDATE attempts SET outcome = ?, error = ?, provider_message_id = ?, finished_at = ?,"
-                    " retry_at = ? WHERE id = ? RETURNING started_at",
-                    (*values, attempt_id),
+                    " retry_at = ?, started_at = coalesce(?, started_at) WHERE id = ? RETURNING started_at",
+                    (*values, to_timestamp(record.sent_at), attempt_id),
                 )
                 aid, started = attempt_id, rows[0][0] if rows else ts
             updated = _fetchall(
