@@ -37,7 +37,10 @@ async def test_sigkill_mid_send_loses_nothing_and_resumes_every_notification(sho
                 for i in range(NOTIFICATIONS)
             ))
             ids = [n["id"] for n in sent]
-        await asyncio.sleep(0.5)
+        # kill once attempts are in flight (started on disk, not finished), however busy the machine is
+        async with asyncio.timeout(10):
+            while not _count(short_tmp, "SELECT count(*) FROM attempts WHERE finished_at IS NULL"):
+                await asyncio.sleep(0.02)
         daemon.kill()
         await daemon.wait()
 
@@ -66,3 +69,8 @@ async def test_sigkill_mid_send_loses_nothing_and_resumes_every_notification(sho
         assert sum(texts.values()) - NOTIFICATIONS <= in_flight
         assert await daemon.terminate() == 0
         assert "marked interrupted, will retry" in daemon.log()
+
+
+def _count(state: Path, sql: str) -> int:
+    with sqlite3.connect(f"file:{state / 'fnotify.db'}?mode=ro", uri=True) as db:
+        return int(db.execute(sql).fetchone()[0])
