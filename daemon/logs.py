@@ -34,8 +34,16 @@ def setup_logging(level: str, redactor: Redactor) -> logging.Handler:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level)
-    # the libraries' own chatter stays at WARNING unless we debug
-    for noisy in ("aiogram", "apscheduler", "httpx", "httpcore", "aiosqlite", "mail.log", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    set_level(level)
     return handler
+
+
+NOISY_LIBRARIES = ("aiogram", "apscheduler", "httpx", "httpcore", "aiosqlite", "mail.log", "aiohttp.access")
+
+
+def set_level(level: str) -> None:
+    """Our level on the root logger; the libraries' own chatter stays at WARNING unless we debug.
+    Used at start and on SIGHUP."""
+    logging.getLogger().setLevel(level)
+    for noisy in NOISY_LIBRARIES:
+        logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from daemon.channels import ChannelAdapter, build_channels
 from daemon.config import Config, load_config
+from daemon.logs import set_level
 from daemon.models import Channel
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ class Reloader:
         daemon.config = daemon.service.config = config
         daemon.engine.policy = retry_policy(config)
         daemon.engine.max_in_flight = config.daemon.max_in_flight
-        logging.getLogger().setLevel(config.daemon.log_level)
+        set_level(config.daemon.log_level)
         if channels is not None:
             old = daemon.channels
             daemon.channels = channels
