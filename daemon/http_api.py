@@ -31,6 +31,15 @@ from daemon.service import Service
 
 log = logging.getLogger(__name__)
 
+
+def _reply(value: Any, *, status: int = 200, headers: Any = None) -> web.Response:
+    """A JSON response with text as it is (Cyrillic, emoji), not \\u escapes."""
+    return web.json_response(value, status=status, headers=headers, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
 MAX_BODY = 1024 * 1024
 """Largest request body accepted: a maximal message (65,536 characters) fits even \\u-escaped."""
 DEFAULT_LIMIT = 50
@@ -57,7 +66,7 @@ class HttpError(Exception):
         return cls(status, {"errors": [{"field": p.field, "message": p.message} for p in found]})
 
     def response(self) -> web.Response:
-        return web.json_response(dict(self.body), status=self.status, headers=self.headers)
+        return _reply(dict(self.body), status=self.status, headers=self.headers)
 
 
 class TokenCheck:
@@ -110,7 +119,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return exc.response()
     except web.HTTPException as exc:  # aiohttp's own: no such path, wrong method, body too large
         allow = {hdrs.ALLOW: exc.headers[hdrs.ALLOW]} if hdrs.ALLOW in exc.headers else None
-        return web.json_response({"error": exc.reason}, status=exc.status, headers=allow)
+        return _reply({"error": exc.reason}, status=exc.status, headers=allow)
     except ValidationError as exc:
         return HttpError.refused([Problem(exc.field, exc.reason)]).response()
     except FnotifyError as exc:
@@ -119,10 +128,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             log.error("%s %s failed: %s", request.method, request.rel_url.raw_path, exc)
         if status == 400:
             return HttpError.refused([Problem(None, str(exc))]).response()
-        return web.json_response({"error": str(exc)}, status=status)
+        return _reply({"error": str(exc)}, status=status)
     except Exception:
         log.exception("%s %s failed unexpectedly", request.method, request.rel_url.raw_path)
-        return web.json_response({"error": "internal error; see the daemon log"}, status=500)
+        return _reply({"error": "internal error; see the daemon log"}, status=500)
 
 
 def _auth(check: TokenCheck) -> Middleware:
@@ -191,7 +200,7 @@ def _json(value: Any, status: int = 200) -> web.Response:
         value = [v.to_json() for v in value]
     elif hasattr(value, "to_json"):
         value = value.to_json()
-    return web.json_response(value, status=status)
+    return _reply(value, status=status)
 
 
 class HttpApi:
@@ -224,7 +233,7 @@ class HttpApi:
         params = {"status": query.get("status"), "limit": limit, "before_id": _cursor(query.get("cursor"))}
         items = await self.service.list_notifications(params)
         next_cursor = str(items[-1].id) if len(items) == limit else None
-        return web.json_response({"items": [n.to_json() for n in items], "next_cursor": next_cursor})
+        return _reply({"items": [n.to_json() for n in items], "next_cursor": next_cursor})
 
     async def show(self, request: web.Request) -> web.Response:
         return _json(await self.service.show(_path_id(request)))
@@ -268,10 +277,10 @@ class HttpApi:
             raise HttpError(400, {_LEGACY_FIELDS.get(exc.field, exc.field): [exc.reason]}) from None
         except NotFound as exc:
             raise HttpError(400, {"recipient": [str(exc)]}) from None
-        return web.json_response(_legacy_view(notification), status=201)
+        return _reply(_legacy_view(notification), status=201)
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(openapi_document())
+        return _reply(openapi_document())
 
 
 def _cursor(cursor: str | None) -> int | None:
