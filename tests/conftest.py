@@ -14,6 +14,7 @@ import pytest
 from daemon.app import Daemon
 from daemon.client import DaemonClient
 from daemon.config import Config, parse_config
+from daemon.simulators.suite import SimulatorSuite
 
 
 @pytest.fixture
@@ -69,6 +70,20 @@ async def start_daemon(config: Config) -> RunningDaemon:
 async def stop_daemon(running: RunningDaemon) -> None:
     await running.client.close()
     await running.daemon.stop()
+
+
+@pytest.fixture
+async def suite() -> AsyncIterator[SimulatorSuite]:
+    async with SimulatorSuite() as sims:
+        yield sims
+
+
+@pytest.fixture
+async def daemon(short_tmp: Path, suite: SimulatorSuite) -> AsyncIterator[RunningDaemon]:
+    """A daemon with every channel pointed at the loopback simulators of ``suite``."""
+    running = await start_daemon(make_config(short_tmp, **suite.config_sections()))
+    yield running
+    await stop_daemon(running)
 
 
 @pytest.fixture

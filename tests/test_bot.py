@@ -25,12 +25,6 @@ ANN_CHAT, BOB_CHAT, EVE_CHAT = 5001, 5002, 5003
 WEBHOOK_SECRET = "s3cret-webhook-token-0123456789"
 
 
-@pytest.fixture
-async def suite() -> AsyncIterator[SimulatorSuite]:
-    async with SimulatorSuite() as sims:
-        yield sims
-
-
 async def start(short_tmp: Path, suite: SimulatorSuite, **telegram: Any) -> RunningDaemon:
     sections = suite.config_sections()
     sections["telegram"].update(telegram)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from daemon.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from daemon.simulators.suite import SimulatorSuite
@@ -99,12 +96,6 @@ def test_a_threshold_of_zero_never_opens() -> None:
 def test_the_tui_calls_a_channel_with_an_open_breaker_down() -> None:
     assert channel_verdict({"enabled": True, "delivered": 3, "breaker": {"state": "open"}}) == "down"
     assert channel_verdict({"enabled": True, "delivered": 3, "breaker": {"state": "closed"}}) == "ok"
-
-
-@pytest.fixture
-async def suite() -> AsyncIterator[SimulatorSuite]:
-    async with SimulatorSuite() as sims:
-        yield sims
 
 
 async def test_a_down_telegram_is_skipped_at_once_and_a_probe_closes_it_again(

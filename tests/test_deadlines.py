@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -13,23 +11,10 @@ from daemon.client import RemoteError
 from daemon.failover import StepKind, clamp_to_deadline, expiry
 from daemon.models import Outcome
 from daemon.simulators.suite import SimulatorSuite
-from tests.conftest import RunningDaemon, make_config, start_daemon, stop_daemon
+from tests.conftest import RunningDaemon
 from tests.test_delivery import CHAT, add_ann, log_of
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def suite() -> AsyncIterator[SimulatorSuite]:
-    async with SimulatorSuite() as sims:
-        yield sims
-
-
-@pytest.fixture
-async def daemon(short_tmp: Path, suite: SimulatorSuite) -> AsyncIterator[RunningDaemon]:
-    running = await start_daemon(make_config(short_tmp, **suite.config_sections()))
-    yield running
-    await stop_daemon(running)
 
 
 def test_no_deadline_or_a_future_one_does_not_expire() -> None:

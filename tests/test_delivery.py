@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from daemon.simulators.suite import SimulatorSuite
-from tests.conftest import RunningDaemon, make_config, start_daemon, stop_daemon
+from tests.conftest import RunningDaemon
 
 CHAT = 1001
 EMAIL = "ann@example.com"
 PHONE = "+14155550100"
-
-
-@pytest.fixture
-async def suite() -> AsyncIterator[SimulatorSuite]:
-    async with SimulatorSuite() as sims:
-        yield sims
-
-
-@pytest.fixture
-async def daemon(short_tmp: Path, suite: SimulatorSuite) -> AsyncIterator[RunningDaemon]:
-    running = await start_daemon(make_config(short_tmp, **suite.config_sections()))
-    yield running
-    await stop_daemon(running)
 
 
 async def add_ann(daemon: RunningDaemon, **fields: Any) -> int:

@@ -54,12 +54,6 @@ def test_splitting_loses_nothing_and_every_part_fits(text: str, limit: int) -> N
 
 # -- end to end -----------------------------------------------------------------------------------
 
-@pytest.fixture
-async def suite() -> AsyncIterator[SimulatorSuite]:
-    async with SimulatorSuite() as sims:
-        yield sims
-
-
 async def daemon_with(short_tmp: Path, suite: SimulatorSuite, **overrides: dict[str, Any]) -> RunningDaemon:
     sections = suite.config_sections()
     for name, values in overrides.items():

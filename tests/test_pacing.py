@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -98,12 +97,6 @@ def test_the_simulators_flood_control_refuses_a_second_message_in_the_same_insta
 
 
 # -- against the real daemon and the simulator's limits -------------------------------------------
-
-@pytest.fixture
-async def suite() -> AsyncIterator[SimulatorSuite]:
-    async with SimulatorSuite() as sims:
-        yield sims
-
 
 async def start(short_tmp: Path, suite: SimulatorSuite, **telegram: float) -> RunningDaemon:
     sections = suite.config_sections()

@@ -115,12 +115,6 @@ async def test_a_send_from_the_form_opens_its_detail_and_the_row_reaches_failed_
 
 
 @pytest.fixture
-async def suite() -> AsyncIterator[SimulatorSuite]:
-    async with SimulatorSuite() as sims:
-        yield sims
-
-
-@pytest.fixture
 async def simulated_daemon(short_tmp: Path, suite: SimulatorSuite) -> AsyncIterator[RunningDaemon]:
     running = await start_daemon(make_config(short_tmp, **suite.config_sections()))
     yield running

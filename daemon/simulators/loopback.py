@@ -9,6 +9,8 @@ import asyncio
 import contextlib
 import ipaddress
 
+from aiohttp import web
+
 READY_TIMEOUT = 5.0
 
 
@@ -35,3 +37,21 @@ async def prove_listening(host: str, port: int, server: str) -> None:
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
+
+
+async def serve_loopback(app: web.Application, host: str, port: int, server: str) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on ``host:port`` (loopback only; port 0 picks one), proven up; returns the
+    runner (``cleanup()`` stops it) and the base URL."""
+    if not is_loopback(host):
+        raise ValueError(f"host: the {server} only binds loopback, not {host!r}")
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        await prove_listening(bound_host, bound_port, server)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    return runner, f"http://{shown}:{bound_port}"

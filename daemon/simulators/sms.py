@@ -36,7 +36,7 @@ from aiohttp import BasicAuth, hdrs, web
 from daemon.channels.sms_segments import sms_segments
 from daemon.simulators.control import fault_routes
 from daemon.simulators.faults import FaultPlan
-from daemon.simulators.loopback import is_loopback, prove_listening
+from daemon.simulators.loopback import serve_loopback
 
 log = logging.getLogger(__name__)
 
@@ -122,23 +122,9 @@ class SmsSimulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on ``host:port`` (loopback only; port 0 picks one) and return the base URL."""
-        if not is_loopback(host):
-            raise ValueError(f"host: the SMS simulator only binds loopback, not {host!r}")
         if self._runner is not None:
             raise RuntimeError("SMS simulator already started")
-        runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-            bound_host, bound_port = runner.addresses[0][:2]
-            await prove_listening(bound_host, bound_port, "SMS simulator")
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        self.base_url = f"http://{shown}:{bound_port}"
+        self._runner, self.base_url = await serve_loopback(self.make_app(), host, port, "SMS simulator")
         log.debug("SMS simulator listening on %s", self.base_url)
         return self.base_url
 

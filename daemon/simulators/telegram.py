@@ -38,7 +38,7 @@ from daemon.simulators import telegram_api as api
 from daemon.simulators import telegram_control
 from daemon.simulators.faults import FaultPlan
 from daemon.simulators.flood import DEFAULT_BURST, FloodControl
-from daemon.simulators.loopback import READY_TIMEOUT, is_loopback, prove_listening
+from daemon.simulators.loopback import READY_TIMEOUT, serve_loopback
 from daemon.simulators.telegram_api import (
     DEFAULT_UPDATE_TYPES,
     MAX_TEXT,
@@ -102,23 +102,10 @@ class TelegramSimulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on ``host:port`` (loopback only; port 0 picks one) and return the base URL."""
-        if not is_loopback(host):
-            raise ValueError(f"host: the Telegram simulator only binds loopback, not {host!r}")
         if self._runner is not None:
             raise RuntimeError("Telegram simulator already started")
         self._closing = False
-        runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-            bound_host, bound_port = runner.addresses[0][:2]
-            await prove_listening(bound_host, bound_port, "Telegram simulator")
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        self.base_url = f"http://{shown}:{bound_port}"
+        self._runner, self.base_url = await serve_loopback(self.make_app(), host, port, "Telegram simulator")
         log.debug("Telegram simulator listening on %s", self.base_url)
         return self.base_url
 
