@@ -284,8 +284,8 @@ class Engine:
             return AttemptResult.transient(self.redact(str(exc)), exc.retry_after)
         except PermanentError as exc:
             if exc.blocked:
-                await self.store.set_telegram_blocked(recipient.id, True)
-                self.events.publish("recipient.blocked", {"recipient_id": recipient.id})
+                blocked = await self.store.set_telegram_blocked(recipient.id, True)
+                self.events.publish("recipient.blocked", blocked.telegram_event())
             return AttemptResult.permanent(self.redact(str(exc)))
         except Exception as exc:  # an adapter bug must not kill the walk: treat it as transient
             log.exception("%s adapter raised unexpectedly", adapter.name)

@@ -82,6 +82,11 @@ class Recipient:
             return "opted out"
         return "linked"
 
+    def telegram_event(self) -> dict[str, Any]:
+        """The payload of the recipient.* Telegram-state events (linked, opted out, blocked...)."""
+        return {"recipient_id": self.id, "name": self.name, "telegram_chat_id": self.telegram_chat_id,
+                "telegram_state": self.telegram_state}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,

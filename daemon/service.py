@@ -152,7 +152,7 @@ class Service:
         """``/start <token>`` from ``chat_id``: only LINKED changes anything."""
         redemption = await self.store.redeem_link_token(token, chat_id, self.clock())
         if redemption.outcome is LinkOutcome.LINKED and redemption.recipient is not None:
-            self.events.publish("recipient.linked", _telegram_event(redemption.recipient))
+            self.events.publish("recipient.linked", redemption.recipient.telegram_event())
         return redemption
 
     async def recipient_for_chat(self, chat_id: int) -> Recipient | None:
@@ -165,7 +165,7 @@ class Service:
             return recipient, False
         opt_out = recipient.opt_out | {Channel.TELEGRAM} if opted_out else recipient.opt_out - {Channel.TELEGRAM}
         recipient = await self.store.update_recipient(recipient.id, {"opt_out": opt_out})
-        self.events.publish("recipient.opted_out" if opted_out else "recipient.opted_in", _telegram_event(recipient))
+        self.events.publish("recipient.opted_out" if opted_out else "recipient.opted_in", recipient.telegram_event())
         return recipient, True
 
     async def set_telegram_blocked(self, chat_id: int, blocked: bool) -> Recipient | None:
@@ -174,7 +174,7 @@ class Service:
         if recipient is None or recipient.telegram_blocked == blocked:
             return recipient
         recipient = await self.store.update_recipient(recipient.id, {"telegram_blocked": blocked})
-        self.events.publish("recipient.blocked" if blocked else "recipient.unblocked", _telegram_event(recipient))
+        self.events.publish("recipient.blocked" if blocked else "recipient.unblocked", recipient.telegram_event())
         return recipient
 
     async def acknowledge(self, notification_id: int, chat_id: int) -> AckResult:
@@ -195,8 +195,7 @@ class Service:
             "paused": self.engine.paused,
             "counts": counts,
             "queue_depth": counts.get("queued", 0) + counts.get("sending", 0),
-            "channels": {str(c): c in self.engine.channels for c in self.config.chain.default}
-            | {str(c): True for c in self.engine.channels},
+            "channels": {str(c): c in self.engine.channels for c in Channel},
             "subscribers": self.events.subscriber_count,
             "retry": dataclasses.asdict(self.engine.policy),  # the policy in force, after any SIGHUP
         }
@@ -235,11 +234,6 @@ class Service:
                            "breaker": self.engine.breakers[channel].to_json()}
             for channel in (Channel.TELEGRAM, Channel.EMAIL, Channel.SMS)
         }
-
-
-def _telegram_event(r: Recipient) -> dict[str, Any]:
-    return {"recipient_id": r.id, "name": r.name, "telegram_chat_id": r.telegram_chat_id,
-            "telegram_state": r.telegram_state}
 
 
 def _summary(n: Notification) -> dict[str, Any]:

@@ -164,8 +164,8 @@ class SqliteStore:
     async def remove_recipient(self, recipient_id: int) -> None:
         await self._submit(lambda conn: sqlite_recipients.delete_recipient(conn, recipient_id))
 
-    async def set_telegram_blocked(self, recipient_id: int, blocked: bool) -> None:
-        await self.update_recipient(recipient_id, {"telegram_blocked": blocked})
+    async def set_telegram_blocked(self, recipient_id: int, blocked: bool) -> Recipient:
+        return await self.update_recipient(recipient_id, {"telegram_blocked": blocked})
 
     # -- notifications ---------------------------------------------------------------------
 
