@@ -7,7 +7,7 @@ import gc
 import logging
 import signal
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from daemon.breaker import BreakerSettings
 from daemon.channels import build_channels
@@ -214,6 +214,3 @@ class Daemon:
     async def status_text(self) -> str:
         """One line for systemd's STATUS=: queue depth and attempts in flight."""
         return format_status(await self.store.counts_by_status(), self.engine.in_flight)
-
-    def status_line(self) -> dict[str, Any]:
-        return {"in_flight": self.engine.in_flight}

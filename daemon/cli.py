@@ -20,9 +20,9 @@ from daemon import __version__, render
 from daemon.client import DaemonClient, DaemonUnavailable, RemoteError
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError, FnotifyError
+from daemon.models import FINAL_STATUSES
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
-FINAL = {"delivered", "acknowledged", "failed", "cancelled", "expired"}
 
 
 class CliError(Exception):
@@ -78,7 +78,7 @@ async def _wait_final(client: DaemonClient, notification_id: int, timeout: float
     try:
         async with asyncio.timeout(timeout):
             current: dict[str, Any] = await client.call("show", id=notification_id)
-            while current["status"] not in FINAL:
+            while current["status"] not in FINAL_STATUSES:
                 changed.clear()
                 # a change may land before the subscription is live: re-read every second regardless
                 with contextlib.suppress(TimeoutError):
@@ -160,17 +160,20 @@ async def cmd_watch(client: DaemonClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipient_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipient fields given on the command line (``recipient add`` and ``update``)."""
+    given = {"name": args.name, "email": args.email, "phone": args.phone, "telegram_chat_id": args.telegram_chat_id}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 async def cmd_recipient_add(client: DaemonClient, args: argparse.Namespace) -> int:
-    params = {k: v for k, v in (("name", args.name), ("email", args.email), ("phone", args.phone),
-                                ("telegram_chat_id", args.telegram_chat_id)) if v is not None}
-    result = await client.call("recipient.add", **params)
+    result = await client.call("recipient.add", **_recipient_fields(args))
     _print_json(result) if args.json else print(f"recipient {result['id']} added: {result['name']}")
     return 0
 
 
 async def cmd_recipient_update(client: DaemonClient, args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {k: v for k, v in (("name", args.name), ("email", args.email), ("phone", args.phone),
-                                                ("telegram_chat_id", args.telegram_chat_id)) if v is not None}
+    params = _recipient_fields(args)
     if args.opt_out is not None:
         params["opt_out"] = [c for c in args.opt_out.split(",") if c]
     result = await client.call("recipient.update", id=args.id, **params)

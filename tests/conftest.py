@@ -3,6 +3,7 @@ config builders, and an in-process daemon on a real Unix socket."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +15,7 @@ import pytest
 from daemon.app import Daemon
 from daemon.client import DaemonClient
 from daemon.config import Config, parse_config
+from daemon.models import FINAL_STATUSES
 from daemon.simulators.suite import SimulatorSuite
 
 
@@ -49,13 +51,10 @@ class RunningDaemon:
 
     async def wait_final(self, notification_id: int, timeout: float = 10.0) -> dict[str, Any]:
         """Poll (tests only) until the notification is final; fails the test on timeout."""
-        import asyncio
-
-        final = {"delivered", "acknowledged", "failed", "cancelled", "expired"}
         async with asyncio.timeout(timeout):
             while True:
                 n: dict[str, Any] = await self.call("show", id=notification_id)
-                if n["status"] in final:
+                if n["status"] in FINAL_STATUSES:
                     return n
                 await asyncio.sleep(0.02)
 
