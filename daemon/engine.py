@@ -25,7 +25,6 @@ TransientError / PermanentError, and ``daemon.failover.decide`` turns results in
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -247,9 +246,7 @@ class Engine:
                     self._breaker_saw(channel, result)
                 step = decide(len(n.chain), position, tries, result, self.policy, self.rng)
             now = self.clock()
-            record, update = _plan(step, result, now, _ack_wait(n, position), n.deadline)
-            if sent_at is not None:
-                record = dataclasses.replace(record, sent_at=sent_at)
+            record, update = _plan(step, result, now, _ack_wait(n, position), n.deadline, sent_at)
             attempt, new_status = await self.store.finish_attempt(attempt_id, n.id, channel, record, update, now)
             self._report(n, attempt.to_json(), step, status, new_status, update)
             status = new_status
@@ -350,7 +347,12 @@ def _ack_wait(n: Notification, position: int) -> float | None:
 
 
 def _plan(
-    step: Step, result: AttemptResult, now: datetime, ack_wait: float | None = None, deadline: datetime | None = None
+    step: Step,
+    result: AttemptResult,
+    now: datetime,
+    ack_wait: float | None = None,
+    deadline: datetime | None = None,
+    sent_at: datetime | None = None,
 ) -> tuple[AttemptRecord, NotificationUpdate]:
     """Turn a decision into what is written: the attempt's record and the notification's next state.
     A retry that would fall after ``deadline`` comes due at the deadline, and then expires."""
@@ -358,7 +360,7 @@ def _plan(
     if step.note:
         error = f"{error}; {step.note}" if error else step.note
     retry_at = now + timedelta(seconds=step.delay) if step.kind is StepKind.RETRY else None
-    record = AttemptRecord(step.outcome, error, result.provider_message_id, retry_at)
+    record = AttemptRecord(step.outcome, error, result.provider_message_id, retry_at, sent_at)
     if step.kind is StepKind.NEXT:  # keep the claim: this task goes straight on to the next channel
         update = NotificationUpdate(Status.SENDING, step.position, step.tries, now, release=False)
     elif step.kind is StepKind.RETRY:
