@@ -19,16 +19,17 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv and install the project with its dev tools
 
 demo: $(STAMP) ## the failover walkthrough on loopback simulators; exits when done
-	$(BIN)/python -m daemon.demo
+	$(BIN)/python -m daemon.simulators.demo
 
 demo-keep: $(STAMP) ## the demo, then keep daemon and simulators running (Ctrl-C stops)
-	$(BIN)/python -m daemon.demo --keep-running
+	$(BIN)/python -m daemon.simulators.demo --keep-running
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, and the import contracts that keep the layers (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check daemon bot tui tests
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP) ## mypy (strict) on daemon/, bot/ and tui/
 	$(BIN)/mypy

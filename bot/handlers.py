@@ -1,4 +1,4 @@
-"""The bot's handlers: thin calls into ``daemon.service``; what the user reads is in ``bot.texts``.
+"""The bot's handlers: thin calls into ``daemon.api.service``; what the user reads is in ``bot.texts``.
 
     /start <token>       redeem an opt-in link (refusals change nothing); also clears "blocked"
     /start               hello, or how to get linked
@@ -23,9 +23,9 @@ from aiogram.types import CallbackQuery, ChatMemberUpdated, ErrorEvent, Message
 
 from bot import texts
 from bot.links import is_start_payload
+from daemon.api.service import Service
 from daemon.channels.telegram import ACK_PREFIX
-from daemon.service import Service
-from daemon.storage.base import AckOutcome, LinkOutcome, LinkRedemption
+from daemon.core.store import AckOutcome, LinkOutcome, LinkRedemption
 
 log = logging.getLogger(__name__)
 

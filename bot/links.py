@@ -13,8 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from daemon.models import iso, utcnow
-from daemon.storage.base import Store
+from daemon.core.models import iso, utcnow
 
 TOKEN_BYTES = 24
 START_PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -40,12 +39,12 @@ class LinkIssuer:
 
     def __init__(
         self,
-        store: Store,
+        save: Callable[[int, str, datetime, datetime], Awaitable[None]],
         ttl: float,
         username: Callable[[], Awaitable[str]],
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.store = store
+        self.save = save  # Service.save_link_token: (recipient_id, token, now, expires_at)
         self.ttl = ttl
         self.username = username
         self.clock = clock
@@ -56,7 +55,7 @@ class LinkIssuer:
         now = self.clock()
         expires_at = now + timedelta(seconds=self.ttl)
         token = new_token()
-        await self.store.create_link_token(recipient_id, token, now, expires_at)
+        await self.save(recipient_id, token, now, expires_at)
         return {
             "recipient_id": recipient_id,
             "url": deep_link(username, token),

@@ -29,10 +29,10 @@ from aiohttp import web
 from bot import texts
 from bot.handlers import build_router, on_error
 from bot.links import LinkIssuer
+from daemon.api.service import Service
 from daemon.channels.telegram import TelegramChannel
 from daemon.config import TelegramConfig, split_listen
-from daemon.errors import ChannelError, ConfigError
-from daemon.service import Service
+from daemon.core.errors import ChannelError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class TelegramBot:
         self.dispatcher.include_router(build_router())
         self.dispatcher.errors.register(on_error)
         self.dispatcher.update.outer_middleware(self._track)
-        self.links = LinkIssuer(service.store, config.link_ttl, self.username, service.clock)
+        self.links = LinkIssuer(service.save_link_token, config.link_ttl, self.username, service.clock)
         self.ready = asyncio.Event()
         """Set once getMe, setMyCommands and the polling / webhook set-up went through."""
         self.webhook_address: tuple[str, int] | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.models import Channel, Recipient
+from daemon.core.models import Channel, Recipient
 
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", "link this chat (open your personal link) or say hello"),

@@ -18,9 +18,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from daemon.errors import ConfigError
-from daemon.models import Channel
-from daemon.systemd import read_credential
+from daemon.core.errors import ConfigError
+from daemon.core.models import Channel
+from daemon.credentials import read_credential
 
 DEFAULT_CONFIG_NAME = "fnotify.toml"
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from daemon.app import Daemon
 from daemon.client import DaemonClient
 from daemon.config import Config, parse_config
-from daemon.models import FINAL_STATUSES
+from daemon.core.models import FINAL_STATUSES
+from daemon.runtime.app import Daemon
 from daemon.simulators.suite import SimulatorSuite
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.app import RETENTION_JOB
 from daemon.client import RemoteError
-from daemon.models import utcnow
+from daemon.core.models import utcnow
+from daemon.runtime.app import RETENTION_JOB
 from tests.conftest import RunningDaemon
 from tests.daemon_process import REPO
 

@@ -16,7 +16,7 @@ import pytest
 from aiogram.utils.backoff import BackoffConfig
 
 from daemon.client import RemoteError
-from daemon.events import Subscription
+from daemon.core.events import Subscription
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import RunningDaemon, make_config, start_daemon, stop_daemon
 from tests.daemon_process import write_config

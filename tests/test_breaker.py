@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from daemon.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from daemon.core.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import make_config, start_daemon, stop_daemon
 from tests.test_delivery import CHAT, EMAIL, add_ann, deliver, log_of

@@ -12,11 +12,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from daemon.channels.base import OutgoingMessage
 from daemon.channels.email import EmailChannel, default_subject
 from daemon.config import EmailConfig
-from daemon.errors import PermanentError, TransientError
-from daemon.models import Channel, Recipient
+from daemon.core.channel import OutgoingMessage
+from daemon.core.errors import PermanentError, TransientError
+from daemon.core.models import Channel, Recipient
 from daemon.simulators.smtp import SmtpSimulator
 
 IVAN = Recipient(id=1, name="Ivan", email="ivan@example.com", phone="+14155550101")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.channels.base import OutgoingMessage
 from daemon.channels.sms import SmsChannel
 from daemon.config import SmsConfig
-from daemon.models import Recipient
-from daemon.ratelimit import RateLimiter, limiter
+from daemon.core.channel import OutgoingMessage
+from daemon.core.models import Recipient
+from daemon.core.ratelimit import RateLimiter, limiter
 from daemon.simulators.sms import SmsSimulator
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import make_config, start_daemon, stop_daemon

@@ -14,12 +14,12 @@ import httpx
 import pytest
 from aiohttp import web
 
-from daemon.channels.base import OutgoingMessage
 from daemon.channels.sms import SmsChannel, parse_retry_after
 from daemon.channels.sms_segments import sms_segments
 from daemon.config import SmsConfig
-from daemon.errors import PermanentError, TransientError
-from daemon.models import Channel, Recipient
+from daemon.core.channel import OutgoingMessage
+from daemon.core.errors import PermanentError, TransientError
+from daemon.core.models import Channel, Recipient
 from daemon.simulators.sms import SmsSimulator
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2

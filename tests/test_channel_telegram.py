@@ -14,11 +14,11 @@ from aiogram.exceptions import TelegramBadRequest, TelegramConflictError
 from aiohttp import web
 from pydantic import SecretStr
 
-from daemon.channels.base import OutgoingMessage
 from daemon.channels.telegram import TelegramChannel, scrub_token
 from daemon.config import TelegramConfig
-from daemon.errors import ChannelError, ConfigError, PermanentError, TransientError
-from daemon.models import Channel, Recipient
+from daemon.core.channel import OutgoingMessage
+from daemon.core.errors import ChannelError, ConfigError, PermanentError, TransientError
+from daemon.core.models import Channel, Recipient
 from daemon.simulators.telegram import TelegramSimulator
 
 TOKEN = "123456:TEST-TOKEN-secret-part-0123456789"

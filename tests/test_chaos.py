@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from daemon.client import DaemonClient, DaemonUnavailable
-from daemon.models import FINAL_STATUSES
+from daemon.core.models import FINAL_STATUSES
 from daemon.simulators.suite import SimulatorSuite
 from tests.daemon_process import DaemonProcess, write_config
 

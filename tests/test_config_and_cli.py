@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config import load_config
-from daemon.errors import ConfigError
+from daemon.core.errors import ConfigError
 
 
 def fnotify(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

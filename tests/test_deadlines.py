@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from daemon.client import RemoteError
-from daemon.failover import StepKind, clamp_to_deadline, expiry
-from daemon.models import Outcome
+from daemon.core.failover import StepKind, clamp_to_deadline, expiry
+from daemon.core.models import Outcome
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import RunningDaemon
 from tests.test_delivery import CHAT, add_ann, log_of

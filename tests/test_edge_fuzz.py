@@ -10,10 +10,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon import protocol, validation
+from daemon import protocol
+from daemon.api import validation
 from daemon.config import parse_config
-from daemon.errors import ConfigError, ValidationError
-from daemon.models import Channel
+from daemon.core.errors import ConfigError, ValidationError
+from daemon.core.models import Channel
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 JSON = st.recursive(

@@ -2,8 +2,8 @@
 
 import random
 
-from daemon.failover import AttemptResult, RetryPolicy, StepKind, decide
-from daemon.models import Outcome
+from daemon.core.failover import AttemptResult, RetryPolicy, StepKind, decide
+from daemon.core.models import Outcome
 
 POLICY = RetryPolicy(attempts_per_channel=3, backoff_initial=2.0, backoff_max=10.0, jitter=0.2)
 

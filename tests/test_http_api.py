@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from daemon.app import Daemon
+from daemon.api.http_api import MAX_BODY, build_app
+from daemon.api.http_openapi import openapi_document
 from daemon.config import load_config
-from daemon.errors import ConfigError, FnotifyError
-from daemon.http_api import MAX_BODY, build_app
-from daemon.http_openapi import openapi_document
+from daemon.core.errors import ConfigError, FnotifyError
+from daemon.runtime.app import Daemon
 from tests.conftest import RunningDaemon, make_config, start_daemon, stop_daemon
 
 TOKEN = "plain-token-for-tests-0001"
@@ -74,10 +74,10 @@ async def test_a_token_configured_as_its_sha256_digest_is_accepted(api: Api) -> 
 
 
 async def test_requests_are_logged_without_the_token(api: Api, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="daemon.http_api"):
+    with caplog.at_level(logging.INFO, logger="daemon.api.http_api"):
         await api.client.get("/api/v1/recipients?limit=1")
         await api.client.get("/api/v1/recipients", headers={"Authorization": "Bearer not-the-token-0000000"})
-    lines = [r.getMessage() for r in caplog.records if r.name == "daemon.http_api"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "daemon.api.http_api"]
     assert any(" GET /api/v1/recipients 200 " in line and line.endswith("ms") for line in lines)
     assert any(" GET /api/v1/recipients 401 " in line for line in lines)
     assert not any(TOKEN in line or "not-the-token" in line or "Bearer" in line for line in lines)

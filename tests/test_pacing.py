@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.failover import AttemptResult, RetryPolicy, StepKind, decide
-from daemon.models import Outcome
-from daemon.ratelimit import Pacer, TokenBucket
+from daemon.core.failover import AttemptResult, RetryPolicy, StepKind, decide
+from daemon.core.models import Outcome
+from daemon.core.ratelimit import Pacer, TokenBucket
 from daemon.simulators.flood import FloodControl
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import RunningDaemon, make_config, start_daemon, stop_daemon

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from daemon.peercred import Peer, is_allowed
+from daemon.api.peercred import Peer, is_allowed
 from tests.conftest import RunningDaemon, make_config, start_daemon, stop_daemon
 
 UID, GID = os.getuid(), os.getgid()

@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
+from daemon.cli.doctor import FAILED, run_checks
 from daemon.client import ClientError, DaemonClient
 from daemon.config import load_config
-from daemon.doctor import FAILED, run_checks
-from daemon.reload import plan_reload
+from daemon.runtime.reload import plan_reload
+from daemon.runtime.systemd import Notifier, listen_fds, notify_address, watchdog_interval
 from daemon.simulators.sms import SmsSimulator
-from daemon.systemd import Notifier, listen_fds, notify_address, watchdog_interval
 from tests.conftest import make_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,6 +18,7 @@ from textual.reactive import reactive, var
 from textual.screen import Screen
 
 from daemon.client import ClientError
+from tui.base import HostApp
 from tui.commands import FnotifyCommands
 from tui.connection import Connected, DaemonConnection, DaemonEvent, Disconnected
 from tui.model import Recipient
@@ -34,7 +35,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class FnotifyApp(App[None]):
+class FnotifyApp(HostApp):
     """The operator's console for one daemon, reached at ``socket_path``.
 
     ``tz`` and ``clock`` fix how times render (tests and snapshots pass UTC and a frozen clock);

@@ -1,10 +1,14 @@
-"""Channel adapters: the only code that talks to Telegram, SMTP and SMS providers."""
+"""Channel adapters: the only code that talks to Telegram, SMTP and SMS providers.
+
+Each implements ``daemon.core.channel.ChannelAdapter``. May import ``daemon.core`` and
+``daemon.config``; never the storage, APIs, runtime, bot or TUI.
+"""
 
 from __future__ import annotations
 
-from daemon.channels.base import ChannelAdapter, OutgoingMessage
 from daemon.config import Config
-from daemon.models import Channel
+from daemon.core.channel import ChannelAdapter, OutgoingMessage
+from daemon.core.models import Channel
 
 __all__ = ["ChannelAdapter", "OutgoingMessage", "build_channels"]
 

@@ -26,11 +26,11 @@ from email.utils import format_datetime, make_msgid, parseaddr
 
 import aiosmtplib
 
-from daemon.channels.base import OutgoingMessage
 from daemon.config import EmailConfig
-from daemon.errors import ChannelError, PermanentError, TransientError
-from daemon.models import Channel, Recipient
-from daemon.ratelimit import limiter
+from daemon.core.channel import OutgoingMessage
+from daemon.core.errors import ChannelError, PermanentError, TransientError
+from daemon.core.models import Channel, Recipient
+from daemon.core.ratelimit import limiter
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ from urllib.parse import quote
 
 import httpx
 
-from daemon.channels.base import OutgoingMessage
 from daemon.channels.sms_segments import sms_segments
 from daemon.config import SmsConfig
-from daemon.errors import ConfigError, PermanentError, TransientError
-from daemon.models import Channel, Recipient
-from daemon.ratelimit import limiter
-from daemon.redact import Redactor
+from daemon.core.channel import OutgoingMessage
+from daemon.core.errors import ConfigError, PermanentError, TransientError
+from daemon.core.models import Channel, Recipient
+from daemon.core.ratelimit import limiter
+from daemon.core.redact import Redactor
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ mapping)::
     answer, timeouts, aiohttp and OS errors       TransientError
 
 Sends are paced by token buckets (``[telegram] rate_global`` and ``rate_per_chat``, see
-``daemon.ratelimit``) so the daemon waits instead of provoking 429s. A 429 that comes anyway blocks
+``daemon.core.ratelimit``) so the daemon waits instead of provoking 429s. A 429 that comes anyway blocks
 that chat for its ``retry_after`` and is raised with ``rate_limited=True``: the engine retries after
 the wait without counting a try.
 
@@ -51,12 +51,12 @@ from aiogram.methods.base import Response
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.token import TokenValidationError
 
-from daemon.channels.base import OutgoingMessage
 from daemon.channels.telegram_text import TELEGRAM_MAX, split_message
 from daemon.config import TelegramConfig
-from daemon.errors import ConfigError, PermanentError, TransientError
-from daemon.models import Channel, Recipient
-from daemon.ratelimit import Pacer
+from daemon.core.channel import OutgoingMessage
+from daemon.core.errors import ConfigError, PermanentError, TransientError
+from daemon.core.models import Channel, Recipient
+from daemon.core.ratelimit import Pacer
 
 # aiogram parametrises Response[...] for every API answer, and pydantic caches parametrised models
 # only weakly: with no strong reference the class is rebuilt (schema and all) on each call. Holding

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable
 
-from daemon.ratelimit import TokenBucket
+from daemon.core.ratelimit import TokenBucket
 
 DEFAULT_BURST = 3.0  # sends a bucket lets through back to back: absorbs network jitter, as Telegram does
 

@@ -8,15 +8,28 @@ simulator only through its public methods.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from daemon.simulators.control import fault_routes, json_object
-from daemon.simulators.faults import FaultRule
+from daemon.simulators.faults import FaultPlan, FaultRule
 
-if TYPE_CHECKING:
-    from daemon.simulators.telegram import TelegramSimulator
+Json = dict[str, Any]
+
+
+class TelegramSimulator(Protocol):
+    """The simulator's public methods these routes drive (``daemon.simulators.telegram``)."""
+
+    faults: FaultPlan
+
+    @property
+    def messages(self) -> Sequence[Any]: ...
+    def push_update(self, update: Json) -> Json: ...
+    def user_sends(self, chat_id: int, text: str) -> Json: ...
+    def press_button(self, chat_id: int, message_id: int, data: str) -> Json: ...
+    def member_status(self, chat_id: int, status: str) -> Json: ...
 
 
 def control_routes(sim: TelegramSimulator) -> web.RouteTableDef:

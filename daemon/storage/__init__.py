@@ -1,6 +1,9 @@
-"""Storage: every line of SQL lives under this package, behind the ``Store`` interface."""
+"""Storage: every line of SQL lives under this package, behind ``daemon.core.store.Store``.
 
-from daemon.storage.base import AttemptRecord, NotificationUpdate, Store
+May import ``daemon.core`` and ``daemon.config``; never the channels, APIs, runtime, bot or TUI.
+"""
+
+from daemon.core.store import AttemptRecord, NotificationUpdate, Store
 from daemon.storage.sqlite import SqliteStore
 
 __all__ = ["AttemptRecord", "NotificationUpdate", "SqliteStore", "Store"]

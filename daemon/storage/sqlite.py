@@ -15,10 +15,10 @@ from typing import Any
 
 import aiosqlite
 
-from daemon.errors import NotFound, StorageError
-from daemon.models import Attempt, Channel, NewNotification, Notification, Outcome, Recipient, Status
+from daemon.core.errors import NotFound, StorageError
+from daemon.core.models import Attempt, Channel, NewNotification, Notification, Outcome, Recipient, Status
+from daemon.core.store import AckOutcome, AckResult, AttemptRecord, LinkOutcome, LinkRedemption, NotificationUpdate
 from daemon.storage import sqlite_bot, sqlite_maintenance, sqlite_notifications, sqlite_recipients
-from daemon.storage.base import AckOutcome, AckResult, AttemptRecord, LinkOutcome, LinkRedemption, NotificationUpdate
 from daemon.storage.sqlite_recipients import RECIPIENT_FIELDS
 from daemon.storage.sqlite_rows import (
     attempt_from_row,
@@ -40,7 +40,7 @@ ADDED_COLUMNS = (("notifications", "awaiting_ack", "INTEGER NOT NULL DEFAULT 0")
 
 
 class SqliteStore:
-    """The SQLite implementation of ``daemon.storage.base.Store``."""
+    """The SQLite implementation of ``daemon.core.store.Store``."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path

@@ -11,9 +11,9 @@ import hashlib
 import sqlite3
 from datetime import datetime
 
-from daemon.errors import NotFound
-from daemon.models import Channel, Status
-from daemon.storage.base import AckOutcome, LinkOutcome
+from daemon.core.errors import NotFound
+from daemon.core.models import Channel, Status
+from daemon.core.store import AckOutcome, LinkOutcome
 
 LINK_TOKEN_RETENTION = 30 * 86_400.0
 """Seconds an expired or used token is kept, so that opening it says "expired" / "used", not "unknown"."""

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from daemon.errors import Conflict, StorageError, ValidationError
-from daemon.models import FINAL_STATUSES
+from daemon.core.errors import Conflict, StorageError, ValidationError
+from daemon.core.models import FINAL_STATUSES
 
 PRUNE_SLICE = 2000
 _FINAL = ",".join(f"'{s}'" for s in sorted(FINAL_STATUSES))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from daemon.errors import Conflict, NotFound
-from daemon.models import NewNotification, Status
+from daemon.core.errors import Conflict, NotFound
+from daemon.core.models import NewNotification, Status
 from daemon.storage.sqlite_rows import to_timestamp
 
 

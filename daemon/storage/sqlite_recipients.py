@@ -11,8 +11,8 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from daemon.errors import Conflict, NotFound
-from daemon.models import FINAL_STATUSES
+from daemon.core.errors import Conflict, NotFound
+from daemon.core.models import FINAL_STATUSES
 
 RECIPIENT_FIELDS = ("name", "email", "phone", "telegram_chat_id", "opt_out", "telegram_blocked")
 _FINAL = ",".join(f"'{s}'" for s in sorted(FINAL_STATUSES))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from daemon.models import Attempt, Channel, Notification, Outcome, Recipient, Status
+from daemon.core.models import Attempt, Channel, Notification, Outcome, Recipient, Status
 
 
 def to_timestamp(value: datetime | None) -> float | None:

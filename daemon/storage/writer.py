@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from daemon.errors import FnotifyError, StorageError
+from daemon.core.errors import FnotifyError, StorageError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from daemon.models import Channel, Recipient
+from daemon.core.models import Channel, Recipient
 
 
 @dataclass(frozen=True, slots=True)

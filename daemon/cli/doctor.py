@@ -19,13 +19,13 @@ import time
 from dataclasses import asdict, dataclass
 
 from daemon.channels import ChannelAdapter, build_channels
+from daemon.cli.render import table
 from daemon.config import SECRET_SOURCES, Config
-from daemon.errors import ChannelError
-from daemon.models import Channel
-from daemon.redact import Redactor
-from daemon.reload import close_adapters
-from daemon.render import table
-from daemon.systemd import credentials_directory, read_credential
+from daemon.core.errors import ChannelError
+from daemon.core.models import Channel
+from daemon.core.redact import Redactor
+from daemon.credentials import credentials_directory, read_credential
+from daemon.runtime.reload import close_adapters
 
 OK, FAILED, OFF = "OK", "FAILED", "off"
 

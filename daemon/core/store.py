@@ -1,7 +1,8 @@
 """The narrow async interface the daemon needs from a store.
 
-SQLite implements it today; a PostgreSQL store for several daemons will implement the same
-protocol (claiming with ``FOR UPDATE SKIP LOCKED`` where SQLite uses one writer).
+The core defines it (a port); ``daemon.storage`` implements it: SQLite today; a PostgreSQL store
+for several daemons will implement the same protocol (claiming with ``FOR UPDATE SKIP LOCKED``
+where SQLite uses one writer).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from daemon.models import Attempt, Channel, NewNotification, Notification, Outcome, Recipient, Status
+from daemon.core.models import Attempt, Channel, NewNotification, Notification, Outcome, Recipient, Status
 
 
 @dataclass(frozen=True, slots=True)

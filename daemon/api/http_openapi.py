@@ -1,10 +1,10 @@
 """The HTTP API's OpenAPI 3.1 document, and the checker that holds requests to it.
 
-The document is the contract: ``daemon.http_api`` checks every body, path and query parameter
+The document is the contract: ``daemon.api.http_api`` checks every body, path and query parameter
 against the schemas here before calling the service, so what the document says is refused is
 refused (400 for a wrong JSON type, 422 for a broken constraint). Meaning the schema cannot
-express (a phone number's numbering plan, a calendar date) is checked by ``daemon.validation``
-and is also answered 422. Limits come from ``daemon.validation`` so there is one number for each.
+express (a phone number's numbering plan, a calendar date) is checked by ``daemon.api.validation``
+and is also answered 422. Limits come from ``daemon.api.validation`` so there is one number for each.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from daemon import __version__
-from daemon.models import Channel, Outcome, Status
-from daemon.validation import MAX_KEY, MAX_NAME, MAX_SUBJECT, MAX_TEXT
+from daemon.api.validation import MAX_KEY, MAX_NAME, MAX_SUBJECT, MAX_TEXT
+from daemon.core.models import Channel, Outcome, Status
 
 INT64_MAX = 2**63 - 1
 LIST_LIMIT_MAX = 1000  # the service's cap; the HTTP API refuses more rather than silently capping
@@ -196,7 +196,7 @@ def _params(names: list[str], where: str, schema: dict[str, Any]) -> list[dict[s
 def _op(operation_id: str, summary: str, ok: dict[str, dict[str, Any]], *, body: str | None = None,
         path_id: bool = False, query: list[str] | None = None, extra: dict[str, dict[str, Any]] | None = None,
         refusals: dict[str, dict[str, Any]] = _BAD) -> dict[str, Any]:
-    """One operation; ``operation_id`` is the name of its handler in ``daemon.http_api.HttpApi``."""
+    """One operation; ``operation_id`` is the name of its handler in ``daemon.api.http_api.HttpApi``."""
     responses = {**ok, **_COMMON, **(_MISSING if path_id else {}), **(extra or {})}
     op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "responses": responses}
     params = _params(["id"], "path", QUERY_SCHEMAS["id"]) if path_id else []

@@ -23,17 +23,19 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from daemon.api.service import Service
 from daemon.channels import ChannelAdapter, build_channels
 from daemon.config import Config, load_config
-from daemon.logs import set_level
-from daemon.models import Channel
-
-if TYPE_CHECKING:
-    from daemon.app import Daemon
+from daemon.core.engine import Engine
+from daemon.core.failover import RetryPolicy
+from daemon.core.models import Channel
+from daemon.core.redact import Redactor
+from daemon.runtime.logs import set_level
+from daemon.runtime.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +95,27 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     return ReloadPlan(new.model_copy(update=sections), tuple(changed), tuple(restart))
 
 
+def retry_policy(config: Config) -> RetryPolicy:
+    """The engine's retry policy from ``[retry]``: at start and after every reload."""
+    r = config.retry
+    return RetryPolicy(r.attempts_per_channel, r.backoff_initial, r.backoff_max)
+
+
+class Reloadable(Protocol):
+    """What a reload touches in the running daemon (``daemon.runtime.app.Daemon``)."""
+
+    config: Config
+    channels: dict[Channel, ChannelAdapter]
+    redactor: Redactor
+    notifier: Notifier
+    service: Service
+    engine: Engine
+
+
 class Reloader:
     """Applies reloads to a running Daemon, which owns one and calls ``aclose()`` when stopping."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Reloadable) -> None:
         self.daemon = daemon
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -130,8 +149,6 @@ class Reloader:
         return plan
 
     def _apply(self, plan: ReloadPlan, channels: dict[Channel, ChannelAdapter] | None) -> None:
-        from daemon.app import retry_policy  # daemon.app imports this module
-
         daemon, config = self.daemon, plan.config
         # old secrets stay masked too: an attempt in flight may still report an error quoting one
         daemon.redactor.update([*daemon.config.secrets(), *config.secrets()])

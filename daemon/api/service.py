@@ -1,6 +1,6 @@
 """The service layer: every operation a client can ask for, shared by the socket and HTTP APIs.
 
-Parameters arrive as untrusted mappings and are validated here (``daemon.validation``);
+Parameters arrive as untrusted mappings and are validated here (``daemon.api.validation``);
 results are domain objects the API layers render as JSON.
 """
 
@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from daemon import __version__, validation
+from daemon import __version__
+from daemon.api import validation
 from daemon.config import Config
-from daemon.engine import Engine
-from daemon.errors import Conflict, NotFound
-from daemon.events import EventBus
-from daemon.models import Channel, Notification, Recipient, utcnow
-from daemon.storage.base import AckOutcome, AckResult, LinkOutcome, LinkRedemption, Store
+from daemon.core.engine import Engine
+from daemon.core.errors import Conflict, NotFound
+from daemon.core.events import EventBus
+from daemon.core.models import Channel, Notification, Recipient, utcnow
+from daemon.core.store import AckOutcome, AckResult, LinkOutcome, LinkRedemption, Store
 
 LIST_LIMIT_MAX = 1000
 
@@ -147,6 +148,10 @@ class Service:
         link = await self.links.issue(recipient.id)
         self.events.publish("recipient.link_created", {"recipient_id": recipient.id, "expires_at": link["expires_at"]})
         return link
+
+    async def save_link_token(self, recipient_id: int, token: str, now: datetime, expires_at: datetime) -> None:
+        """Keep a new opt-in token (the bot's ``LinkIssuer`` made it; only its hash is stored)."""
+        await self.store.create_link_token(recipient_id, token, now, expires_at)
 
     async def redeem_link(self, token: str, chat_id: int) -> LinkRedemption:
         """``/start <token>`` from ``chat_id``: only LINKED changes anything."""

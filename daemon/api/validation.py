@@ -10,8 +10,8 @@ from typing import Any
 import email_validator
 import phonenumbers
 
-from daemon.errors import ValidationError
-from daemon.models import Channel, NewNotification, Status
+from daemon.core.errors import ValidationError
+from daemon.core.models import Channel, NewNotification, Status
 
 MAX_TEXT = 65_536
 MAX_SUBJECT = 998  # RFC 5322 line limit

@@ -1,7 +1,7 @@
 """The HTTP API: an aiohttp app over the same service layer as the Unix socket API.
 
-Transport only, like ``daemon.socket_server``: each route reads the path, query and JSON body,
-holds them to the OpenAPI document (``daemon.http_openapi``) and makes one ``Service`` call.
+Transport only, like ``daemon.api.socket_server``: each route reads the path, query and JSON body,
+holds them to the OpenAPI document (``daemon.api.http_openapi``) and makes one ``Service`` call.
 
     401  missing or wrong bearer token (no detail; ``WWW-Authenticate: Bearer``)
     400  malformed JSON or a wrong JSON type      {"errors": [{"field", "message"}, ...]}
@@ -23,11 +23,11 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
+from daemon.api.http_openapi import QUERY_SCHEMAS, SCHEMAS, Problem, openapi_document, problems
+from daemon.api.service import Service
 from daemon.config import HttpConfig
-from daemon.errors import ChannelError, Conflict, FnotifyError, NotFound, StorageError, ValidationError
-from daemon.http_openapi import QUERY_SCHEMAS, SCHEMAS, Problem, openapi_document, problems
-from daemon.models import Notification
-from daemon.service import Service
+from daemon.core.errors import ChannelError, Conflict, FnotifyError, NotFound, StorageError, ValidationError
+from daemon.core.models import Notification
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from daemon.app import Daemon
 from daemon.config import Config
-from daemon.errors import FnotifyError
-from daemon.logs import setup_logging
-from daemon.redact import Redactor
-from daemon.systemd import listen_socket
+from daemon.core.errors import FnotifyError
+from daemon.core.redact import Redactor
+from daemon.runtime.app import Daemon
+from daemon.runtime.logs import setup_logging
+from daemon.runtime.systemd import listen_socket
 
 log = logging.getLogger("daemon")
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from daemon.models import utcnow
+from daemon.core.models import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -88,7 +88,7 @@ async def run_demo(state: Path, keep_running: bool) -> None:
         await _scenarios(config, suite)
         print(f"\n{BOLD}The daemon's log (one line per attempt):{RESET}")
         for line in (state / "daemon.log").read_text().splitlines():
-            if "daemon.engine" in line:
+            if "daemon.core.engine" in line:
                 print(f"{DIM}{line}{RESET}")
         if keep_running:
             print(f"\n{BOLD}Still running.{RESET} In another terminal:\n"
@@ -162,7 +162,7 @@ def _expect(output: str, needles: list[str]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m daemon.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m daemon.simulators.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state", type=Path, default=Path(".fnotify/demo"), help="demo state directory")
     parser.add_argument("--keep-running", action="store_true", help="leave daemon and simulators up")

@@ -1,8 +1,7 @@
-"""systemd integration: the notify protocol, socket activation, credentials.
+"""systemd integration: the notify protocol and socket activation (credentials: ``daemon.credentials``).
 
 Outside systemd all of it is a no-op: without ``$NOTIFY_SOCKET`` nothing is sent, without
-``$LISTEN_FDS`` the daemon binds its own socket, without ``$CREDENTIALS_DIRECTORY`` secrets come
-from the config file or the environment.
+``$LISTEN_FDS`` the daemon binds its own socket.
 
 The notify protocol is the few lines sd_notify(3) describes: one datagram of ``KEY=VALUE`` lines
 to the ``AF_UNIX`` socket named in ``$NOTIFY_SOCKET``, where a leading ``@`` means the abstract
@@ -19,16 +18,14 @@ headers and a compiler to install, and the pure-Python ``sdnotify`` has seen no 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import stat
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from pathlib import Path
 
-from daemon.errors import FnotifyError
+from daemon.core.errors import FnotifyError
 
 log = logging.getLogger(__name__)
 
@@ -233,26 +230,3 @@ def listen_socket(
                            "check ListenStream= in failover-notify.socket")
     log.info("socket activation: serving on %s (fd %d from systemd)", sock.getsockname() or "?", fds[0])
     return sock
-
-
-# -- credentials --------------------------------------------------------------------------------
-
-def credentials_directory(environ: Mapping[str, str] | None = None) -> Path | None:
-    """``$CREDENTIALS_DIRECTORY`` (LoadCredential= and friends), if set."""
-    value = (os.environ if environ is None else environ).get("CREDENTIALS_DIRECTORY")
-    return Path(value) if value else None
-
-
-def read_credential(name: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The text of credential ``name``, stripped; None when absent or empty.
-
-    Empty counts as absent: the unit's ``SetCredential=name:\\n`` fallback (which keeps a missing
-    file from failing the start) must not override a value from the config file.
-    """
-    directory = credentials_directory(environ)
-    if directory is None:
-        return None
-    with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        value = (directory / name).read_text(encoding="utf-8").strip()
-        return value or None
-    return None

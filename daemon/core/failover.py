@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from daemon.models import Outcome
+from daemon.core.models import Outcome
 
 
 class ResultKind(StrEnum):

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from daemon.redact import RedactingFilter, Redactor
+from daemon.core.redact import RedactingFilter, Redactor
 
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 

@@ -1,4 +1,5 @@
-"""``fnotify``: run the daemon, or talk to it over its Unix socket.
+"""What each ``fnotify`` command does: client commands talk to the daemon over its socket, local
+commands (run, check, tui) run here.
 
 Exit status: 0 on success, 1 when the daemon refused the request or a notification ended
 badly under ``--wait``, 2 on usage or configuration errors, 3 when the daemon is not reachable.
@@ -11,16 +12,14 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from daemon import __version__, render
+from daemon.cli import render
 from daemon.client import DaemonClient, DaemonUnavailable, RemoteError
-from daemon.config import Config, load_config
-from daemon.errors import ConfigError, FnotifyError
-from daemon.models import FINAL_STATUSES
+from daemon.config import Config
+from daemon.core.models import FINAL_STATUSES
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
 
@@ -221,13 +220,13 @@ def run_client_command(func: Command, args: argparse.Namespace, config: Config) 
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from daemon.runner import run_daemon
+    from daemon.runtime.runner import run_daemon
 
     return run_daemon(config)
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    from daemon.doctor import cmd_check as check
+    from daemon.cli.doctor import cmd_check as check
 
     return check(args, config)
 
@@ -240,31 +239,25 @@ def cmd_tui(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    from daemon.cli_parser import build_parser
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    try:
-        local = getattr(args, "local", False)
-        config = load_config(args.config, client=not local)
-        if local:
-            return int(args.func(args, config))
-        return run_client_command(args.func, args, config)
-    except ConfigError as exc:
-        print(f"fnotify: configuration error:\n{exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except CliError as exc:
-        print(f"fnotify: {exc}", file=sys.stderr)
-        return exc.status
-    except FnotifyError as exc:
-        print(f"fnotify: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
-    except KeyboardInterrupt:
-        return 130
-
-
-__all__ = ["__version__", "main"]
+CLIENT_COMMANDS: dict[str, Command] = {
+    "send": cmd_send,
+    "show": cmd_show,
+    "list": cmd_list,
+    "cancel": cmd_cancel,
+    "retry": cmd_retry,
+    "pause": cmd_pause,
+    "resume": cmd_resume,
+    "backup": cmd_backup,
+    "status": cmd_status,
+    "watch": cmd_watch,
+    "recipient_add": cmd_recipient_add,
+    "recipient_update": cmd_recipient_update,
+    "recipient_list": cmd_recipient_list,
+    "recipient_remove": cmd_recipient_remove,
+    "recipient_link": cmd_recipient_link,
+}
+LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
+    "run": cmd_run,
+    "check": cmd_check,
+    "tui": cmd_tui,
+}

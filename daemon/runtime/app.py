@@ -9,35 +9,29 @@ import signal
 import socket
 from typing import TYPE_CHECKING
 
-from daemon.breaker import BreakerSettings
+from daemon.api.service import Service
+from daemon.api.socket_server import SocketServer
 from daemon.channels import build_channels
 from daemon.config import Config
-from daemon.engine import Engine
-from daemon.errors import FnotifyError
-from daemon.events import EventBus
-from daemon.failover import RetryPolicy
-from daemon.models import Channel
-from daemon.redact import Redactor
-from daemon.reload import Reloader
-from daemon.service import Service
-from daemon.socket_server import SocketServer
+from daemon.core.breaker import BreakerSettings
+from daemon.core.engine import Engine
+from daemon.core.errors import FnotifyError
+from daemon.core.events import EventBus
+from daemon.core.models import Channel
+from daemon.core.redact import Redactor
+from daemon.runtime.reload import Reloader, retry_policy
+from daemon.runtime.systemd import Notifier, format_status
 from daemon.storage import SqliteStore
-from daemon.systemd import Notifier, format_status
 
 if TYPE_CHECKING:
     from bot import TelegramBot
-    from daemon.http_api import HttpServer
+    from daemon.api.http_api import HttpServer
 
 log = logging.getLogger(__name__)
 
 RETENTION_JOB = "retention"
 RETENTION_EVERY = 86_400.0  # daily
 RETENTION_FIRST = 60.0  # the first prune a minute after start, off the start-up path
-
-
-def retry_policy(config: Config) -> RetryPolicy:
-    r = config.retry
-    return RetryPolicy(r.attempts_per_channel, r.backoff_initial, r.backoff_max)
 
 
 class Daemon:
@@ -58,7 +52,7 @@ class Daemon:
                                    allowed_gids=config.daemon.allowed_gids)
         self.http: HttpServer | None = None
         if config.http.enabled:
-            from daemon.http_api import HttpServer  # aiohttp is imported only when the HTTP API is on
+            from daemon.api.http_api import HttpServer  # aiohttp is imported only when the HTTP API is on
 
             self.http = HttpServer(self.service, config.http, shutdown_timeout=config.daemon.shutdown_grace)
         self.bot: TelegramBot | None = None  # the in-daemon Telegram bot, while [telegram] is enabled
@@ -134,7 +128,7 @@ class Daemon:
         """Serve until SIGTERM or SIGINT, then stop gracefully; SIGHUP reloads the config.
 
         Under systemd: READY=1 once serving, STATUS= and WATCHDOG=1 from this loop while running
-        (and stopping), STOPPING=1 as soon as the signal arrives (see daemon.systemd).
+        (and stopping), STOPPING=1 as soon as the signal arrives (see daemon.runtime.systemd).
         """
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -160,7 +154,7 @@ class Daemon:
                 loop.remove_signal_handler(signal.SIGHUP)  # only now: its default action is to exit
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config file and apply what can change live (see daemon.reload)."""
+        """SIGHUP: re-read the config file and apply what can change live (see daemon.runtime.reload)."""
         if self._started:
             self.reloader.reload()
             self._follow_telegram_reload()

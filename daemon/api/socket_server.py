@@ -1,5 +1,5 @@
 """The Unix socket server: newline-delimited JSON requests, one reply per request, and the
-``subscribe`` stream. Transport only: every operation is a call into ``daemon.service``."""
+``subscribe`` stream. Transport only: every operation is a call into ``daemon.api.service``."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from daemon import protocol
-from daemon.errors import FnotifyError, StorageError, ValidationError
-from daemon.peercred import is_allowed, peer_of
-from daemon.service import Service
+from daemon.api.peercred import is_allowed, peer_of
+from daemon.api.service import Service
+from daemon.core.errors import FnotifyError, StorageError, ValidationError
 
 log = logging.getLogger(__name__)
 

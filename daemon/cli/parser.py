@@ -1,18 +1,21 @@
-"""The argument parser of ``fnotify``: every command, option and help text in one place."""
+"""The argument parser of ``fnotify``: every command, option and help text in one place.
+
+Each sub-command sets ``command`` (a key of ``daemon.cli.commands.CLIENT_COMMANDS`` or
+``LOCAL_COMMANDS``); the parser imports no command code, so it loads fast and has no cycle."""
 
 from __future__ import annotations
 
 import argparse
 
-from daemon import __version__, cli
+from daemon import __version__
 
 
 def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def _local(p: argparse.ArgumentParser, func: object) -> None:
-    p.set_defaults(func=func, local=True)
+def _local(p: argparse.ArgumentParser, command: str) -> None:
+    p.set_defaults(command=command, local=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,13 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the daemon in the foreground, logging to stderr")
-    _local(p, cli.cmd_run)
+    _local(p, "run")
 
     p = sub.add_parser("check", aliases=["doctor"], help="validate the config and reach each enabled "
                        "channel without sending anything (no daemon needed)")
     p.add_argument("--timeout", type=float, default=15.0, metavar="S", help="limit per channel (default 15)")
     _json(p)
-    _local(p, cli.cmd_check)
+    _local(p, "check")
 
     p = sub.add_parser("send", help="queue a notification for a recipient")
     p.add_argument("--to", required=True, type=int, metavar="RECIPIENT_ID", help="recipient id")
@@ -48,45 +51,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="block until the notification is final")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="with --wait: give up after S seconds")
     _json(p)
-    p.set_defaults(func=cli.cmd_send)
+    p.set_defaults(command="send")
 
     p = sub.add_parser("show", help="a notification and its attempt log")
     p.add_argument("id", type=int, metavar="NOTIFICATION_ID")
     _json(p)
-    p.set_defaults(func=cli.cmd_show)
+    p.set_defaults(command="show")
 
     p = sub.add_parser("list", help="recent notifications, newest first")
     p.add_argument("--status", help="queued, sending, delivered, failed, cancelled, ...")
     p.add_argument("--recipient", type=int, metavar="ID", help="only this recipient's")
     p.add_argument("--limit", type=int, default=None, help="how many (default 50)")
     _json(p)
-    p.set_defaults(func=cli.cmd_list)
+    p.set_defaults(command="list")
 
-    for name, func, text in (("cancel", cli.cmd_cancel, "cancel a notification that is not final yet"),
-                             ("retry", cli.cmd_retry, "redrive a failed notification from the start of its chain")):
+    for name, func, text in (("cancel", "cancel", "cancel a notification that is not final yet"),
+                             ("retry", "retry", "redrive a failed notification from the start of its chain")):
         p = sub.add_parser(name, help=text)
         p.add_argument("id", type=int, metavar="NOTIFICATION_ID")
         _json(p)
-        p.set_defaults(func=func)
+        p.set_defaults(command=func)
 
     p = sub.add_parser("pause", help="hold delivery (sends are still accepted and stored)")
-    p.set_defaults(func=cli.cmd_pause)
+    p.set_defaults(command="pause")
     p = sub.add_parser("resume", help="resume delivery after `pause`")
-    p.set_defaults(func=cli.cmd_resume)
+    p.set_defaults(command="resume")
 
     p = sub.add_parser("backup", help="a consistent online copy of the database, made by the running daemon")
     p.add_argument("path", help="the new file (never overwritten); relative to the current directory")
-    p.set_defaults(func=cli.cmd_backup)
+    p.set_defaults(command="backup")
 
     p = sub.add_parser("status", help="daemon status: queue depth, counts, channels")
     _json(p)
-    p.set_defaults(func=cli.cmd_status)
+    p.set_defaults(command="status")
 
     p = sub.add_parser("watch", help="print live events (one JSON object per line) until interrupted")
-    p.set_defaults(func=cli.cmd_watch)
+    p.set_defaults(command="watch")
 
     p = sub.add_parser("tui", help="the terminal UI: send, watch deliveries live, inspect attempts")
-    _local(p, cli.cmd_tui)
+    _local(p, "tui")
 
     _recipient_parsers(sub)
     return parser
@@ -102,11 +105,11 @@ def _recipient_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--phone", help="E.164, e.g. +14155550100")
     p.add_argument("--telegram-chat-id", type=int, metavar="CHAT_ID")
     _json(p)
-    p.set_defaults(func=cli.cmd_recipient_add)
+    p.set_defaults(command="recipient_add")
 
     p = rsub.add_parser("list", help="list recipients with their channels and Telegram state")
     _json(p)
-    p.set_defaults(func=cli.cmd_recipient_list)
+    p.set_defaults(command="recipient_list")
 
     p = rsub.add_parser("update", help="change a recipient's fields")
     p.add_argument("id", type=int, metavar="RECIPIENT_ID")
@@ -116,13 +119,13 @@ def _recipient_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--telegram-chat-id", type=int, metavar="CHAT_ID")
     p.add_argument("--opt-out", metavar="CHANNELS", help="comma-separated channels to skip ('' for none)")
     _json(p)
-    p.set_defaults(func=cli.cmd_recipient_update)
+    p.set_defaults(command="recipient_update")
 
     p = rsub.add_parser("remove", help="remove a recipient (refused while it has unfinished notifications)")
     p.add_argument("id", type=int, metavar="RECIPIENT_ID")
-    p.set_defaults(func=cli.cmd_recipient_remove)
+    p.set_defaults(command="recipient_remove")
 
     p = rsub.add_parser("link", help="make a single-use Telegram opt-in link for a recipient")
     p.add_argument("id", type=int, metavar="RECIPIENT_ID")
     _json(p)
-    p.set_defaults(func=cli.cmd_recipient_link)
+    p.set_defaults(command="recipient_link")

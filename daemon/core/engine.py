@@ -19,7 +19,7 @@ deadline instead. It then ends ``expired``, with one attempt-log entry (outcome 
 the escalation after it is what the deadline refuses.
 
 This module imports no provider library: adapters translate their errors into
-TransientError / PermanentError, and ``daemon.failover.decide`` turns results into steps.
+TransientError / PermanentError, and ``daemon.core.failover.decide`` turns results into steps.
 """
 
 from __future__ import annotations
@@ -35,14 +35,23 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from daemon.breaker import BreakerSettings, BreakerState, CircuitBreaker
-from daemon.channels.base import ChannelAdapter, OutgoingMessage
-from daemon.errors import PermanentError, StorageError, TransientError
-from daemon.events import EventBus
-from daemon.failover import AttemptResult, ResultKind, RetryPolicy, Step, StepKind, clamp_to_deadline, decide, expiry
-from daemon.models import Channel, Notification, Outcome, Recipient, Status, iso, utcnow
-from daemon.redact import Redactor
-from daemon.storage.base import AttemptRecord, NotificationUpdate, Store
+from daemon.core.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from daemon.core.channel import ChannelAdapter, OutgoingMessage
+from daemon.core.errors import PermanentError, StorageError, TransientError
+from daemon.core.events import EventBus
+from daemon.core.failover import (
+    AttemptResult,
+    ResultKind,
+    RetryPolicy,
+    Step,
+    StepKind,
+    clamp_to_deadline,
+    decide,
+    expiry,
+)
+from daemon.core.models import Channel, Notification, Outcome, Recipient, Status, iso, utcnow
+from daemon.core.redact import Redactor
+from daemon.core.store import AttemptRecord, NotificationUpdate, Store
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,46 @@
+"""``fnotify``: run the daemon, or talk to it over its Unix socket.
+
+Exit status: 0 on success, 1 when the daemon refused the request or a notification ended
+badly under ``--wait``, 2 on usage or configuration errors, 3 when the daemon is not reachable.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from daemon.cli.commands import (
+    CLIENT_COMMANDS,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    LOCAL_COMMANDS,
+    CliError,
+    run_client_command,
+)
+from daemon.cli.parser import build_parser
+from daemon.config import load_config
+from daemon.core.errors import ConfigError, FnotifyError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        local = getattr(args, "local", False)
+        config = load_config(args.config, client=not local)
+        if local:
+            return int(LOCAL_COMMANDS[args.command](args, config))
+        return run_client_command(CLIENT_COMMANDS[args.command], args, config)
+    except ConfigError as exc:
+        print(f"fnotify: configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as exc:
+        print(f"fnotify: {exc}", file=sys.stderr)
+        return exc.status
+    except FnotifyError as exc:
+        print(f"fnotify: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        return 130
