@@ -182,3 +182,4 @@ class NewNotification:
     idempotency_key: str | None = None
     deadline: datetime | None = None
     ack_timeout: float | None = None
+    expires_in: float | None = None  # as sent (it set ``deadline``): what a retry with the same key repeats
