@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from daemon.client import DaemonClient
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import RunningDaemon
+from tests.test_storage_faults import writer_pragma
 
 CLIENTS, SENDS_EACH = 32, 10  # 320 good sends from 32 other clients
 
@@ -29,6 +33,12 @@ async def raw_call(running: RunningDaemon, op: str, params: dict[str, Any]) -> d
     assert line, f"{op} {params!r}: the daemon closed the connection without a reply"
     reply: dict[str, Any] = json.loads(line)
     return reply
+
+
+async def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
 
 
 def poison(recipient: int) -> list[tuple[str, dict[str, Any], str]]:
@@ -80,3 +90,22 @@ async def test_poison_requests_mixed_into_hundreds_of_good_sends_fail_alone(
     assert sorted(m.text.strip() for m in suite.smtp.received) == sorted(n["text"] for n in sent)
     assert [r["name"] for r in await daemon.call("recipient.list")] == ["Ann"]
 
+
+async def test_an_engine_write_the_database_refuses_does_not_strand_its_notification(
+    daemon: RunningDaemon, suite: SimulatorSuite, caplog: pytest.LogCaptureFixture
+) -> None:
+    ann = (await daemon.call("recipient.add", name="Ann", email="ann@example.com"))["id"]
+    suite.smtp.faults.inject("latency", delay=0.3, count=1)  # holds the attempt in flight
+    sent = await daemon.call("send", recipient_id=ann, message="disk full on db-1", chain=["email"])
+    await wait_for(lambda: suite.smtp.connections > 0)
+    await writer_pragma(daemon, "PRAGMA query_only = ON")  # the database turns read-only mid-attempt
+    # the engine could not record the outcome (nor, now, release its claim while read-only)
+    await wait_for(lambda: "cannot release its claim" in caplog.text or "claimed until restart" in caplog.text)
+    assert suite.smtp.received  # the provider had taken it
+    await writer_pragma(daemon, "PRAGMA query_only = OFF")
+
+    final = await daemon.wait_final(sent["id"], timeout=10)  # no restart needed
+    assert final["status"] == "delivered"
+    assert [a["outcome"] for a in final["attempts"]] == ["interrupted", "delivered"]
+    assert "walk stopped by StorageError" in final["attempts"][0]["error"]
+    assert len(suite.smtp.received) == 2  # at-least-once: sent again, as after a crash

@@ -11,7 +11,7 @@ import sqlite3
 from typing import Any
 
 from daemon.errors import Conflict, NotFound
-from daemon.models import NewNotification, Status
+from daemon.models import FINAL_STATUSES, NewNotification, Outcome, Status
 from daemon.storage.sqlite_rows import to_timestamp
 
 
@@ -82,6 +82,21 @@ def redrive(conn: sqlite3.Connection, notification_id: int, ts: float) -> None:
         f"status = '{Status.QUEUED}', position = 0, tries = 0, deadline = NULL, awaiting_ack = 0,"
         f" next_attempt_at = {ts!r}",
         "retry",
+    )
+
+
+def release_claim(conn: sqlite3.Connection, notification_id: int, ts: float, due: float, error: str) -> None:
+    """The engine abandoned its walk of this notification (an unexpected error): record its open attempt
+    as interrupted, as a restart would, and hand the row back to the timer, due at ``due``."""
+    conn.execute(
+        "UPDATE attempts SET outcome = ?, finished_at = ?, error = ? WHERE notification_id = ? AND finished_at IS NULL",
+        (str(Outcome.INTERRUPTED), ts, error.encode("utf-8", "backslashreplace").decode(), notification_id),
+    )
+    final = ",".join("?" * len(FINAL_STATUSES))
+    conn.execute(
+        f"UPDATE notifications SET in_flight = 0, updated_at = ?,"
+        f" next_attempt_at = CASE WHEN status IN ({final}) THEN next_attempt_at ELSE ? END WHERE id = ?",
+        (ts, *sorted(FINAL_STATUSES), due, notification_id),
     )
 
 
