@@ -13,17 +13,16 @@ import email_validator
 import phonenumbers
 
 from daemon.errors import ValidationError
-from daemon.models import Channel, NewNotification, Status
+from daemon.models import MAX_WAIT, Channel, NewNotification, Status
 
 MAX_TEXT = 65_536
 MAX_SUBJECT = 998  # RFC 5322 line limit
 MAX_NAME = 200
 MAX_KEY = 200
-MAX_DEADLINE = timedelta(days=3653)  # ten years: further out is a mistake (and overflows datetime on read)
-MAX_SECONDS = MAX_DEADLINE.total_seconds()
-"""The longest ``expires_in`` and ``ack_timeout``: 315,619,200 s (ten years). A longer wait is a mistake,
-and an unbounded one overflows ``now + timedelta(...)`` after the provider has already delivered."""
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_DEADLINE = MAX_WAIT  # ten years: further out is a mistake (and overflows datetime on read)
+MAX_SECONDS = MAX_WAIT.total_seconds()
+"""The longest ``expires_in`` and ``ack_timeout``: 315,619,200 s (ten years)."""
+INT64_MAX = 2**63 - 1
 """What an SQLite INTEGER holds: a larger integer cannot be stored, compared or even looked up."""
 _DIGITS = re.compile(r"-?[0-9]{1,19}")  # ASCII only: "²".isdigit() is True, int("²") is not
 

@@ -6,14 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from daemon.client import DaemonClient
+from daemon.client import DaemonClient, RemoteError
+from daemon.config import load_config
+from daemon.errors import ConfigError
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import RunningDaemon
+from tests.test_socket_api import raw_exchange
 from tests.test_storage_faults import writer_pragma
 
 CLIENTS, SENDS_EACH = 32, 10  # 320 good sends from 32 other clients
@@ -109,3 +117,122 @@ async def test_an_engine_write_the_database_refuses_does_not_strand_its_notifica
     assert [a["outcome"] for a in final["attempts"]] == ["interrupted", "delivered"]
     assert "walk stopped by StorageError" in final["attempts"][0]["error"]
     assert len(suite.smtp.received) == 2  # at-least-once: sent again, as after a crash
+
+
+# -- integers and strings at the socket edge ---------------------------------------------------------
+
+HUGE = [2**64, 2**63, "99999999999999999999", "²", "--5", "1" * 5000]
+
+
+@pytest.mark.parametrize("value", HUGE)
+@pytest.mark.parametrize(("op", "field", "extra"), [
+    ("show", "id", {}), ("cancel", "id", {}), ("retry", "id", {}), ("recipient.show", "id", {}),
+    ("recipient.update", "id", {"name": "x"}), ("recipient.remove", "id", {}), ("recipient.link", "id", {}),
+    ("list", "before_id", {}), ("list", "recipient_id", {}), ("list", "limit", {}),
+    ("send", "recipient_id", {"message": "hi"}),
+])
+async def test_an_id_sqlite_cannot_hold_is_invalid_not_internal(
+    bare_daemon: RunningDaemon, op: str, field: str, extra: dict[str, Any], value: object
+) -> None:
+    reply = await raw_call(bare_daemon, op, {**extra, field: value})
+    assert reply["error"]["code"] == "invalid" and reply["error"]["field"] == field, reply
+
+
+async def test_the_largest_sqlite_integer_is_simply_not_found(bare_daemon: RunningDaemon) -> None:
+    reply = await raw_call(bare_daemon, "show", {"id": 2**63 - 1})
+    assert reply["error"]["code"] == "not_found"
+    added = await bare_daemon.call("recipient.add", name="Ann", telegram_chat_id=-(2**63 - 1))
+    assert added["telegram_chat_id"] == -(2**63 - 1)
+
+
+@pytest.mark.parametrize(("op", "params", "field"), [
+    ("recipient.add", {"name": "Ann", "email": "\ud800@example.com"}, "email"),
+    ("recipient.add", {"name": "Ann", "phone": "+1415555\udc000"}, "phone"),
+    ("send", {"recipient_id": 1, "message": "hi", "chain": ["email\ud800"]}, "chain"),
+    ("send", {"recipient_id": 1, "message": "hi", "deadline": "2030-01-01\ud800"}, "deadline"),
+    ("send", {"recipient_id": 1, "message": "hi", "\ud800": 1}, "\\ud800"),
+    ("list", {"search": "\ud800"}, "search"),
+    ("list", {"status": "\ud800"}, "status"),
+    ("backup", {"path": "/tmp/\ud800.db"}, "path"),
+])
+async def test_a_lone_surrogate_in_any_string_is_invalid_naming_the_field(
+    bare_daemon: RunningDaemon, op: str, params: dict[str, Any], field: str
+) -> None:
+    await bare_daemon.call("recipient.add", name="Ann")
+    reply = await raw_call(bare_daemon, op, params)
+    assert reply["error"]["code"] == "invalid" and reply["error"]["field"] == field, reply
+    assert await bare_daemon.call("list") == []
+
+
+async def test_json_too_deep_or_too_long_for_the_parser_is_a_bad_request(bare_daemon: RunningDaemon) -> None:
+    replies = await raw_exchange(bare_daemon, b"[" * 100_000 + b"]" * 100_000 + b"\n"
+                                 + b'{"op": "list", "params": {"limit": ' + b"1" * 5000 + b"}}\n"
+                                 + b'{"op": "ping", "id": "\\ud800"}\n')
+    assert [r["error"]["code"] for r in replies[:2]] == ["bad_request", "bad_request"]
+    assert "nested too deeply" in replies[0]["error"]["message"]
+    assert replies[2] == {"id": "\ud800", "ok": True, "result": "pong"}  # echoed \u-escaped, the connection kept
+
+
+# -- durations -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [1e12, 1e308, float("inf"), float("-inf"), float("nan"), 2**64, 315_619_201,
+                                   0, -1, True, "300"])
+@pytest.mark.parametrize("field", ["ack_timeout", "expires_in"])
+async def test_a_duration_out_of_range_or_not_finite_is_invalid(
+    bare_daemon: RunningDaemon, field: str, value: object
+) -> None:
+    await bare_daemon.call("recipient.add", name="Ann")
+    with pytest.raises(RemoteError) as err:  # the client writes inf and nan as JSON's Infinity / NaN
+        await bare_daemon.call("send", recipient_id=1, message="hi", **{field: value})
+    assert (err.value.code, err.value.field) == ("invalid", field)
+    assert await bare_daemon.call("list") == []
+
+
+async def test_ten_years_is_the_longest_duration_accepted(bare_daemon: RunningDaemon) -> None:
+    await bare_daemon.call("recipient.add", name="Ann")
+    sent = await bare_daemon.call("send", recipient_id=1, message="hi", ack_timeout=315_619_200,
+                                  expires_in=315_619_200)
+    assert sent["ack_timeout"] == 315_619_200
+
+
+def fnotify(socket: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "daemon", "--socket", str(socket), *args],
+                          capture_output=True, text=True, timeout=30, env={**os.environ, "FNOTIFY_CONFIG": ""})
+
+
+@pytest.mark.parametrize(("args", "status", "says"), [
+    (["send", "--to", "1", "-m", "hi", "--ack-timeout", "inf"], 2, "argument --ack-timeout: 'inf': must be a finite"),
+    (["send", "--to", "1", "-m", "hi", "--ack-timeout", "nan"], 2, "argument --ack-timeout: 'nan': must be a finite"),
+    (["send", "--to", "1", "-m", "hi", "--expires-in", "1e400"], 2, "argument --expires-in"),
+    (["send", "--to", "1", "-m", "hi", "--wait", "--timeout", "nan"], 2, "argument --timeout"),
+    (["send", "--to", "1", "-m", "hi", "--ack-timeout", "1e12"], 1, "ack_timeout: must be"),
+    (["cancel", "99999999999999999999"], 1, "id: must be between 1 and 9223372036854775807"),
+    (["show", "99999999999999999999"], 1, "id: must be between 1 and 9223372036854775807"),
+    (["recipient", "add", "--name", "M", "--telegram-chat-id", str(2**64)], 1, "telegram_chat_id: must be"),
+])
+async def test_the_cli_refuses_absurd_numbers_naming_the_option_or_field(
+    bare_daemon: RunningDaemon, args: list[str], status: int, says: str
+) -> None:
+    await bare_daemon.call("recipient.add", name="Ann")
+    result = await asyncio.to_thread(fnotify, bare_daemon.config.daemon.socket_path, *args)
+    assert result.returncode == status and says in result.stderr
+    assert "Traceback" not in result.stderr
+    assert await bare_daemon.call("list") == [] and len(await bare_daemon.call("recipient.list")) == 1
+
+
+@pytest.mark.parametrize(("toml", "key"), [
+    ("[email]\ntimeout = inf", "[email] timeout"),
+    ("[sms]\ntimeout = nan", "[sms] timeout"),
+    ("[telegram]\nlink_ttl = 1e12", "[telegram] link_ttl"),
+    ("[retry]\nbackoff_max = inf", "[retry] backoff_max"),
+    ("[daemon]\nshutdown_grace = nan", "[daemon] shutdown_grace"),
+    ("[daemon]\nallowed_uids = [18446744073709551616]", "[daemon] allowed_uids"),
+    ("[email]\nrate = -inf", "[email] rate"),
+])
+def test_a_config_number_that_is_not_finite_or_out_of_range_is_refused_by_key(
+    short_tmp: Path, toml: str, key: str
+) -> None:
+    path = short_tmp / "fnotify.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(path)
