@@ -59,6 +59,20 @@ def test_an_op_raising_anything_rolls_back_only_its_own_writes(conn: sqlite3.Con
     assert not conn.in_transaction
 
 
+def test_an_op_that_fails_with_a_write_statement_still_in_progress_rolls_back_alone(conn: sqlite3.Connection) -> None:
+    apply_batch(conn, [insert("a"), insert("b")])
+
+    def half_read_update(raw: sqlite3.Connection) -> None:
+        cursor = raw.execute("UPDATE t SET n = n + 1 RETURNING n")
+        cursor.fetchone()  # one row of two: the UPDATE is still in progress
+        raise RuntimeError("gave up halfway")
+
+    outcomes = apply_batch(conn, [insert("before"), half_read_update, insert("after")])
+    assert [type(error).__name__ if error else None for _, error in outcomes] == [None, "RuntimeError", None]
+    assert names(conn) == ["a", "b", "before", "after"]
+    assert [row[0] for row in conn.execute("SELECT n FROM t WHERE name IN ('a', 'b')")] == [0, 0]
+
+
 def test_a_constraint_violation_is_its_ops_own_outcome(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE UNIQUE INDEX t_name ON t (name)")
     outcomes = apply_batch(conn, [insert("a"), insert("a"), insert("b")])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -84,6 +85,10 @@ def _apply_one(raw: sqlite3.Connection, op: WriteOp[Any]) -> Outcome:
     except Exception as exc:
         if is_database_fault(exc) or not raw.in_transaction:  # SQLite may have ended the transaction
             raise
+        # a cursor the op left mid-statement lives on in its traceback's frames, and SQLite refuses to
+        # RELEASE (or COMMIT) while a write statement is in progress: drop the frames' locals (the
+        # traceback keeps its file and line numbers for the log)
+        traceback.clear_frames(exc.__traceback__)
         raw.execute("ROLLBACK TO op")
         raw.execute("RELEASE op")
         return None, exc
