@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from daemon.client import DaemonClient, RemoteError
 from daemon.config import load_config
 from daemon.errors import ConfigError
 from daemon.simulators.suite import SimulatorSuite
-from tests.conftest import RunningDaemon
+from tests.conftest import RunningDaemon, make_config, start_daemon, stop_daemon
 from tests.test_socket_api import raw_exchange
 from tests.test_storage_faults import writer_pragma
 
@@ -41,6 +41,14 @@ async def raw_call(running: RunningDaemon, op: str, params: dict[str, Any]) -> d
     assert line, f"{op} {params!r}: the daemon closed the connection without a reply"
     reply: dict[str, Any] = json.loads(line)
     return reply
+
+
+@pytest.fixture
+async def mailer(short_tmp: Path, suite: SimulatorSuite) -> AsyncIterator[RunningDaemon]:
+    """A daemon delivering by email only, to the loopback SMTP simulator."""
+    running = await start_daemon(make_config(short_tmp, email=suite.config_sections()["email"]))
+    yield running
+    await stop_daemon(running)
 
 
 async def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -66,8 +74,9 @@ def poison(recipient: int) -> list[tuple[str, dict[str, Any], str]]:
 
 
 async def test_poison_requests_mixed_into_hundreds_of_good_sends_fail_alone(
-    daemon: RunningDaemon, suite: SimulatorSuite
+    mailer: RunningDaemon, suite: SimulatorSuite
 ) -> None:
+    daemon = mailer
     ann = (await daemon.call("recipient.add", name="Ann", email="ann@example.com"))["id"]
     clients = [await DaemonClient(daemon.config.daemon.socket_path).connect() for _ in range(CLIENTS)]
 
@@ -100,8 +109,9 @@ async def test_poison_requests_mixed_into_hundreds_of_good_sends_fail_alone(
 
 
 async def test_an_engine_write_the_database_refuses_does_not_strand_its_notification(
-    daemon: RunningDaemon, suite: SimulatorSuite, caplog: pytest.LogCaptureFixture
+    mailer: RunningDaemon, suite: SimulatorSuite, caplog: pytest.LogCaptureFixture
 ) -> None:
+    daemon = mailer
     ann = (await daemon.call("recipient.add", name="Ann", email="ann@example.com"))["id"]
     suite.smtp.faults.inject("latency", delay=0.3, count=1)  # holds the attempt in flight
     sent = await daemon.call("send", recipient_id=ann, message="disk full on db-1", chain=["email"])
