@@ -13,6 +13,7 @@ The dispatcher injects ``service`` (its workflow data) into every handler.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable
 from typing import Any
 
@@ -24,11 +25,13 @@ from aiogram.types import CallbackQuery, ChatMemberUpdated, ErrorEvent, Message
 from bot import texts
 from bot.links import is_start_payload
 from daemon.api.service import Service
+from daemon.api.validation import INT64_MAX
 from daemon.channels.telegram import ACK_PREFIX
 from daemon.core.store import AckOutcome, LinkOutcome, LinkRedemption
 
 log = logging.getLogger(__name__)
 
+_ACK_ID = re.compile(r"[1-9][0-9]{0,18}")
 SORRY = "Sorry, something went wrong on my side and nothing changed. Please try again in a minute."
 
 _ACK_ANSWERS = {
@@ -139,14 +142,25 @@ async def unblocked(event: ChatMemberUpdated, service: Service) -> None:
         log.info("Telegram chat %d (recipient %d) unblocked the bot", event.chat.id, recipient.id)
 
 
+def ack_id(data: str | None) -> int | None:
+    """The notification id in ``ack:<id>`` callback data, or None. The data comes from the user's client
+    and can be forged: ``ack:²`` (isdigit, yet not int()), or 30 digits (no SQLite INTEGER holds it)."""
+    raw = (data or "").removeprefix(ACK_PREFIX)
+    if not _ACK_ID.fullmatch(raw) or int(raw) > INT64_MAX:
+        return None
+    return int(raw)
+
+
 async def acknowledge(query: CallbackQuery, service: Service) -> None:
-    raw = (query.data or "").removeprefix(ACK_PREFIX)
+    notification_id = ack_id(query.data)
     # an InaccessibleMessage (older than 48 h) still names its chat, but cannot be edited
     chat_id = query.message.chat.id if query.message is not None else query.from_user.id
     message = query.message if isinstance(query.message, Message) else None
-    outcome = (await service.acknowledge(int(raw), chat_id)).outcome if raw.isdigit() else AckOutcome.NOT_FOUND
+    outcome = AckOutcome.NOT_FOUND
+    if notification_id is not None:
+        outcome = (await service.acknowledge(notification_id, chat_id)).outcome
     if outcome is AckOutcome.ACKNOWLEDGED:
-        log.info("notification %s acknowledged from Telegram chat %d", raw, chat_id)
+        log.info("notification %s acknowledged from Telegram chat %d", notification_id, chat_id)
     await query.answer(_ACK_ANSWERS[outcome])
     if message is None:
         return

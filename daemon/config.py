@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -41,8 +41,16 @@ def _default_state_dir() -> str:
     return str(Path(base) / "failover-notify")
 
 
+MAX_TIMEOUT = 600.0
+"""The longest network timeout accepted (seconds): a provider that takes longer is down."""
+MAX_LINK_TTL = 365 * 86_400.0
+Id32 = Annotated[int, Field(ge=0, le=2**32 - 1)]  # a uid or gid
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # TOML has inf and nan literals: every number here must be finite (a nan compares false with
+    # every bound, and an infinite timeout or ttl overflows the datetime arithmetic it feeds)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DaemonConfig(Section):
@@ -55,10 +63,10 @@ class DaemonConfig(Section):
     """How many attempts may be in flight at once across all channels."""
     shutdown_grace: float = Field(default=10.0, ge=0, le=600)
     """Seconds SIGTERM waits for in-flight attempts before recording them as pending."""
-    allowed_uids: tuple[int, ...] = ()
+    allowed_uids: tuple[Id32, ...] = ()
     """Users allowed on the socket (checked with SO_PEERCRED); with allowed_gids empty too, anyone who can
     open the 0660 socket file. The daemon's own user is not implied."""
-    allowed_gids: tuple[int, ...] = ()
+    allowed_gids: tuple[Id32, ...] = ()
     """Groups (primary or supplementary) allowed on the socket, besides allowed_uids."""
     max_connections: int = Field(default=256, ge=1, le=10_000)
     """Socket connections served at once; more are answered "busy" and closed."""
@@ -99,9 +107,9 @@ class TelegramConfig(Section):
     """webhook mode: ``host:port`` the daemon listens on, behind a TLS-terminating reverse proxy."""
     webhook_secret: SecretStr | None = None
     """webhook mode: required; Telegram sends it in X-Telegram-Bot-Api-Secret-Token, anything else is refused."""
-    link_ttl: float = Field(default=86_400, gt=0)
-    """Seconds an opt-in deep link stays valid."""
-    timeout: float = Field(default=10.0, gt=0)
+    link_ttl: float = Field(default=86_400, gt=0, le=MAX_LINK_TTL)
+    """Seconds an opt-in deep link stays valid (at most a year)."""
+    timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)
     rate_global: float = Field(default=30.0, gt=0, le=10_000)
     """Messages a second the bot sends at most, over all chats (Telegram allows about 30)."""
     rate_per_chat: float = Field(default=1.0, gt=0, le=1_000)
@@ -138,7 +146,7 @@ class EmailConfig(Section):
     username: str | None = None
     password: SecretStr | None = None
     sender: str = "failover-notify@localhost"
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)
     pool_size: int = Field(default=4, ge=1, le=64)
     """SMTP connections kept open and reused: also the most messages in flight at once."""
     rate: float | None = Field(default=None, gt=0, le=10_000)
@@ -153,7 +161,7 @@ class SmsConfig(Section):
     auth_token: SecretStr | None = None
     sender: str | None = None
     webhook_url: str | None = None
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)
     concurrency: int = Field(default=10, ge=1, le=256)
     """Most requests in flight to the provider at once (connections are reused)."""
     rate: float | None = Field(default=None, gt=0, le=10_000)

@@ -42,14 +42,21 @@ class Request:
 
 
 def encode(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode() + b"\n"
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:
+        return text.encode() + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate echoed back (a request id, a refused value): \u-escape it
+        return json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n"
 
 
 def decode_request(line: bytes) -> Request:
     try:
         data = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        # ValueError: bad UTF-8, bad JSON, or an integer of more than 4300 digits; RecursionError:
+        # nesting deeper than the parser's stack (a few thousand brackets)
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ProtocolError(f"not valid JSON: {reason}") from None
     if not isinstance(data, dict):
         raise ProtocolError("a request must be a JSON object")
     op = data.get("op")

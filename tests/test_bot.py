@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiogram.utils.backoff import BackoffConfig
 
+from bot import texts
 from daemon.client import RemoteError
 from daemon.core.events import Subscription
 from daemon.simulators.suite import SimulatorSuite
@@ -421,3 +422,21 @@ async def test_a_reload_that_changes_telegram_settings_moves_the_bot_onto_the_ne
         assert log_of(await deliver(daemon, ann)) == [("telegram", "delivered")]
     finally:
         await stop_daemon(daemon)
+
+
+@pytest.mark.parametrize("forged", ["ack:²", "ack:" + "9" * 30, "ack:0", "ack:-1", "ack:", "ack:1 ", "ack:٣"])
+async def test_forged_ack_data_is_answered_as_unknown_and_changes_nothing(
+    daemon: RunningDaemon, suite: SimulatorSuite, caplog: pytest.LogCaptureFixture, forged: str
+) -> None:
+    ann = await linked(daemon, suite, "Ann", ANN_CHAT)
+    sent = await daemon.call("send", recipient_id=ann, message="for Ann", ack_timeout=5)
+    await suite.telegram.wait_for_messages(2)
+    suite.telegram.press_button(ANN_CHAT, suite.telegram.messages_to(ANN_CHAT)[-1].message_id, forged)
+
+    async def answered() -> bool:
+        return bool(suite.telegram.callback_answers)
+
+    await eventually(answered)
+    assert suite.telegram.callback_answers[-1]["text"] == texts.ACK_UNKNOWN  # not the "went wrong" apology
+    assert "Telegram update" not in caplog.text  # no handler error
+    assert (await daemon.call("show", id=sent["id"]))["status"] == "sending"

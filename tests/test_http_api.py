@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,9 +107,21 @@ async def test_a_repeated_idempotency_key_returns_200_with_the_first(api: Api) -
     await api.recipient()
     body = {"recipient_id": 1, "message": "one", "idempotency_key": "k-1"}
     first = await api.client.post("/api/v1/notifications", json=body)
-    second = await api.client.post("/api/v1/notifications", json={**body, "message": "two"})
+    second = await api.client.post("/api/v1/notifications", json=body)
     assert (first.status_code, second.status_code) == (202, 200)
     assert second.json()["id"] == first.json()["id"] and second.json()["text"] == "one"
+
+
+@pytest.mark.parametrize("change", [{"message": "two"}, {"recipient_id": 99}, {"subject": "other"},
+                                    {"chain": ["sms"]}, {"deadline": "2030-01-01T00:00:00Z"}])
+async def test_a_reused_idempotency_key_with_another_payload_is_409(api: Api, change: dict[str, Any]) -> None:
+    await api.recipient()
+    body = {"recipient_id": 1, "message": "one", "idempotency_key": "k-1"}
+    assert (await api.client.post("/api/v1/notifications", json=body)).status_code == 202
+    reused = await api.client.post("/api/v1/notifications", json={**body, **change})
+    assert reused.status_code == 409, reused.text
+    assert "idempotency_key 'k-1' was used for notification 1 with another" in reused.json()["error"]
+    assert [n["text"] for n in (await api.client.get("/api/v1/notifications")).json()["items"]] == ["one"]
 
 
 async def test_notifications_are_listed_newest_first_a_page_at_a_time(api: Api) -> None:
@@ -386,3 +400,30 @@ async def test_schemathesis_finds_no_failures_against_the_live_server(api: Api) 
     document = (await api.client.get("/api/v1/openapi.json")).json()
     failures = await asyncio.wait_for(asyncio.to_thread(_run_schemathesis, document, api.url), 55)
     assert failures == [], "\n\n".join(failures)
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+async def test_a_stored_infinite_ack_timeout_is_served_as_strict_json(api: Api) -> None:
+    await api.recipient()
+    sent = (await api.client.post("/api/v1/notifications", json={"recipient_id": 1, "message": "x"})).json()
+    # a row written before the edge refused inf (the socket's JSON parser takes Infinity)
+    with sqlite3.connect(api.running.config.daemon.database) as db:
+        db.execute("UPDATE notifications SET ack_timeout = ? WHERE id = ?", (float("inf"), sent["id"]))
+    listed = _strict_json((await api.client.get("/api/v1/notifications")).text)
+    shown = _strict_json((await api.client.get(f"/api/v1/notifications/{sent['id']}")).text)
+    assert listed["items"][0]["ack_timeout"] == shown["ack_timeout"] == 315_619_200  # ten years, the maximum
+
+
+@pytest.mark.parametrize("body", [b'{"recipient_id": 1, "message": "x", "deadline": NaN}',
+                                  b'{"recipient_id": 1e400, "message": "x"}',
+                                  b'{"name": "Ann", "telegram_chat_id": -Infinity}'])
+async def test_nan_and_infinity_are_not_json(api: Api, body: bytes) -> None:
+    path = "/api/v1/recipients" if b"name" in body else "/api/v1/notifications"
+    response = await api.client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and "not valid JSON" in response.json()["errors"][0]["message"]

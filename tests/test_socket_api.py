@@ -135,7 +135,7 @@ async def test_a_second_send_with_the_same_key_returns_the_first_and_sends_nothi
 ) -> None:
     await bare_daemon.call("recipient.add", name="Ann")
     first = await bare_daemon.call("send", recipient_id=1, message="one", idempotency_key="k-1")
-    second = await bare_daemon.call("send", recipient_id=1, message="two", idempotency_key="k-1")
+    second = await bare_daemon.call("send", recipient_id=1, message="one", idempotency_key="k-1")
     assert first["created"] is True and second["created"] is False
     assert second["id"] == first["id"] and second["text"] == "one"
     assert len(await bare_daemon.call("list")) == 1

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -153,7 +154,7 @@ async def _body(request: web.Request, schema: str) -> dict[str, Any]:
         raise HttpError(413, {"error": f"the body is larger than {limit} bytes"})
     raw = await request.read()
     try:
-        value = json.loads(raw, parse_float=_number)
+        value = json.loads(raw, parse_float=_number, parse_constant=_no_constant)
         json.dumps(value, ensure_ascii=False).encode()  # an unpaired \\ud800 escape cannot be stored
     except (ValueError, RecursionError) as exc:
         raise HttpError.refused([Problem(None, f"not valid JSON: {exc}", wrong_type=True)]) from None
@@ -167,7 +168,14 @@ async def _body(request: web.Request, schema: str) -> dict[str, Any]:
 def _number(text: str) -> int | float:
     """JSON Schema counts 2.0 as an integer, so it is one here (the service wants ints for ids)."""
     value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise ValueError(f"{text} is out of range for a number")
     return int(value) if value.is_integer() else value
+
+
+def _no_constant(name: str) -> Any:
+    """NaN, Infinity and -Infinity are not JSON (Python's parser takes them; strict clients would not)."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _params(schema: str, given: Mapping[str, list[str]]) -> dict[str, Any]:

@@ -61,7 +61,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         "description": "Email subject; one line."},
             "chain": {**_CHAIN, "description": "Channels to try in order; default: the daemon's [chain]."},
             "idempotency_key": {"type": "string", "maxLength": MAX_KEY,
-                                "description": "A repeat with the same key returns the first notification."},
+                                "description": "A repeat with the same key and the same fields returns the first"
+                                               " notification (200); the same key with other fields is 409."},
             "deadline": {"type": "string", "pattern": DEADLINE_PATTERN,
                          "description": "RFC 3339 time after which delivery is abandoned (status expired)."},
         },
@@ -216,7 +217,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": _op("send", "Queue a notification", {
             "202": _reply("Queued", "Notification"),
             "200": _reply("A repeat of an idempotency_key: the first notification", "Notification"),
-        }, body="SendRequest", extra=_MISSING),
+        }, body="SendRequest", extra={**_MISSING, "409": _reply(
+            "The idempotency_key was used for a notification with other fields", "Error")}),
         "get": _op("list_notifications", "List notifications, newest first",
                    {"200": _reply("A page", "NotificationPage")}, query=["status", "limit", "cursor"]),
     },

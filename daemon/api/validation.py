@@ -3,6 +3,8 @@ ValidationError naming the field. Shared by the socket API, the CLI and the HTTP
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,34 +13,70 @@ import email_validator
 import phonenumbers
 
 from daemon.core.errors import ValidationError
-from daemon.core.models import Channel, NewNotification, Status
+from daemon.core.models import MAX_WAIT, Channel, NewNotification, Status
 
 MAX_TEXT = 65_536
 MAX_SUBJECT = 998  # RFC 5322 line limit
 MAX_NAME = 200
 MAX_KEY = 200
-MAX_DEADLINE = timedelta(days=3653)  # ten years: further out is a mistake (and overflows datetime on read)
+MAX_DEADLINE = MAX_WAIT  # ten years: further out is a mistake (and overflows datetime on read)
+MAX_SECONDS = MAX_WAIT.total_seconds()
+"""The longest ``expires_in`` and ``ack_timeout``: 315,619,200 s (ten years)."""
+INT64_MAX = 2**63 - 1
+"""What an SQLite INTEGER holds: a larger integer cannot be stored, compared or even looked up."""
+_DIGITS = re.compile(r"-?[0-9]{1,19}")  # ASCII only: "²".isdigit() is True, int("²") is not
+
+
+def unicode_text(value: str, field: str) -> str:
+    """``value`` if it is valid Unicode. JSON's ``\\ud800`` escape decodes to a lone surrogate, which
+    no database, mail server or terminal can take (encoding it raises): refuse it here, by name."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(field, f"not valid Unicode (a lone surrogate at character {exc.start})") from None
+    return value
+
+
+def seconds(value: Any, field: str, *, maximum: float = MAX_SECONDS) -> float:
+    """A duration in seconds: a finite number ``0 < value <= maximum`` (NaN and infinity refused)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValidationError(field, "must be a number of seconds")
+    if isinstance(value, int) and not 0 < value <= maximum:  # float() of a huge int would overflow
+        raise ValidationError(field, f"must be more than 0 and at most {maximum:.0f} seconds")
+    if not math.isfinite(value) or not 0 < value <= maximum:
+        raise ValidationError(field, f"must be a finite number of seconds, more than 0 and at most {maximum:.0f}")
+    return float(value)
 
 
 def _reject_unknown(params: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(params) - allowed)
     if unknown:
-        name = unknown[0] or '""'  # an empty key is still a key the sender should see named
+        # an empty key is still a key the sender should see named; a broken one is named escaped
+        name = unknown[0].encode("utf-8", "backslashreplace").decode() or '""'
         raise ValidationError(name, f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
 
-def integer(params: Mapping[str, Any], field: str, *, required: bool = True, minimum: int = 1) -> int | None:
+def _as_int(value: Any) -> Any:
+    """A decimal string (``"42"``, as a CLI or query string sends it) as an int; anything else as it is."""
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        return int(value)
+    return value
+
+
+def integer(
+    params: Mapping[str, Any], field: str, *, required: bool = True, minimum: int = 1, maximum: int = INT64_MAX
+) -> int | None:
+    """An integer ``minimum <= value <= maximum`` (at most SQLite's 2**63 - 1), or None when absent."""
     value = params.get(field)
     if value is None:
         if required:
             raise ValidationError(field, "required")
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
+    value = _as_int(value)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValidationError(field, "must be an integer")
-    if value < minimum:
-        raise ValidationError(field, f"must be >= {minimum}")
+    if not minimum <= value <= maximum:
+        raise ValidationError(field, f"must be between {minimum} and {maximum}")
     return value
 
 
@@ -54,7 +92,7 @@ def text(params: Mapping[str, Any], field: str, *, required: bool, max_length: i
         raise ValidationError(field, "must not be empty")
     if len(value) > max_length:
         raise ValidationError(field, f"too long ({len(value)} characters, at most {max_length})")
-    return value
+    return unicode_text(value, field)
 
 
 def chain(value: Any, field: str = "chain") -> tuple[Channel, ...]:
@@ -79,6 +117,7 @@ def email(value: Any, field: str = "email") -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationError(field, "must be a string")
+    unicode_text(value, field)
     try:
         return email_validator.validate_email(value, check_deliverability=False).normalized
     except email_validator.EmailNotValidError as exc:
@@ -91,6 +130,7 @@ def phone(value: Any, field: str = "phone") -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationError(field, "must be a string")
+    unicode_text(value, field)
     try:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:
@@ -101,12 +141,14 @@ def phone(value: Any, field: str = "phone") -> str | None:
 
 
 def chat_id(value: Any, field: str = "telegram_chat_id") -> int | None:
+    """A Telegram chat id: a non-zero integer within +-(2**63 - 1) (Telegram's own fit in 52 bits)."""
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
+    value = _as_int(value)
     if not isinstance(value, int) or isinstance(value, bool) or value == 0:
         raise ValidationError(field, "must be a non-zero integer (Telegram chat id)")
+    if not -INT64_MAX <= value <= INT64_MAX:
+        raise ValidationError(field, f"must be between {-INT64_MAX} and {INT64_MAX}")
     return value
 
 
@@ -123,16 +165,14 @@ def deadline(params: Mapping[str, Any], now: datetime) -> datetime | None:
     if params.get("deadline") is not None and params.get("expires_in") is not None:
         raise ValidationError("deadline", "give either deadline or expires_in, not both")
     if params.get("expires_in") is not None:
-        seconds = params["expires_in"]
-        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 < seconds <= _MAX_SECONDS:
-            raise ValidationError("expires_in", f"must be a positive number of seconds, at most {_MAX_SECONDS:.0f}"
-                                                " (ten years)")
-        return now + timedelta(seconds=seconds)
+        return now + timedelta(seconds=seconds(params["expires_in"], "expires_in"))
     raw = params.get("deadline")
     if raw is None:
         return None
+    if not isinstance(raw, str):
+        raise ValidationError("deadline", "must be an ISO 8601 time (a string), e.g. 2026-01-31T12:00:00Z")
     try:
-        when = datetime.fromisoformat(str(raw))
+        when = datetime.fromisoformat(raw)
     except ValueError:
         raise ValidationError("deadline", "must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from None
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
@@ -143,9 +183,6 @@ def deadline(params: Mapping[str, Any], now: datetime) -> datetime | None:
     if not in_range:
         raise ValidationError("deadline", "must be within ten years of now")
     return when
-
-
-_MAX_SECONDS = MAX_DEADLINE.total_seconds()
 
 
 SEND_FIELDS = {"recipient_id", "message", "subject", "chain", "idempotency_key", "deadline", "expires_in",
@@ -160,9 +197,9 @@ def send_request(params: Mapping[str, Any], default_chain: tuple[Channel, ...], 
     if subject is not None and ("\r" in subject or "\n" in subject):
         raise ValidationError("subject", "must be one line (no CR or LF)")
     key = text(params, "idempotency_key", required=False, max_length=MAX_KEY)
-    ack = params.get("ack_timeout")
-    if ack is not None and (not isinstance(ack, int | float) or isinstance(ack, bool) or ack <= 0):
-        raise ValidationError("ack_timeout", "must be a positive number of seconds")
+    ack = seconds(params["ack_timeout"], "ack_timeout") if params.get("ack_timeout") is not None else None
+    when = deadline(params, now)  # also holds expires_in to its range
+    expires_in = float(params["expires_in"]) if params.get("expires_in") is not None else None
     assert recipient_id is not None and message is not None
     return NewNotification(
         recipient_id=recipient_id,
@@ -170,8 +207,9 @@ def send_request(params: Mapping[str, Any], default_chain: tuple[Channel, ...], 
         chain=chain(params["chain"]) if params.get("chain") is not None else default_chain,
         subject=subject,
         idempotency_key=key or None,
-        deadline=deadline(params, now),
-        ack_timeout=float(ack) if ack is not None else None,
+        deadline=when,
+        ack_timeout=ack,
+        expires_in=expires_in,
     )
 
 

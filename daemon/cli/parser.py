@@ -6,8 +6,21 @@ Each sub-command sets ``command`` (a key of ``daemon.cli.commands.CLIENT_COMMAND
 from __future__ import annotations
 
 import argparse
+import math
 
 from daemon import __version__
+
+
+def seconds(text: str) -> float:
+    """A finite number of seconds, more than 0: ``inf``, ``nan`` and ``1e400`` are usage errors here
+    (float() takes them all) rather than a request the daemon has to refuse."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number of seconds, more than 0")
+    return value
 
 
 def _json(p: argparse.ArgumentParser) -> None:
@@ -27,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", metavar="PATH", help="TOML config file")
     parser.add_argument("--socket", metavar="PATH", help="daemon socket (default from config, or $FNOTIFY_SOCKET)")
-    parser.add_argument("--request-timeout", type=float, default=30.0, metavar="S", help=argparse.SUPPRESS)
+    parser.add_argument("--request-timeout", type=seconds, default=30.0, metavar="S", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the daemon in the foreground, logging to stderr")
@@ -35,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", aliases=["doctor"], help="validate the config and reach each enabled "
                        "channel without sending anything (no daemon needed)")
-    p.add_argument("--timeout", type=float, default=15.0, metavar="S", help="limit per channel (default 15)")
+    p.add_argument("--timeout", type=seconds, default=15.0, metavar="S", help="limit per channel (default 15)")
     _json(p)
     _local(p, "check")
 
@@ -45,11 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", help="email subject (default: the first line of the message)")
     p.add_argument("--chain", help="channels in order, e.g. telegram,email,sms (default from config)")
     p.add_argument("--key", metavar="IDEMPOTENCY_KEY", help="a second send with the same key sends nothing")
-    p.add_argument("--ack-timeout", type=float, metavar="SECONDS",
-                   help="ask for an acknowledgement in Telegram; escalate if none within SECONDS")
-    p.add_argument("--expires-in", type=float, metavar="SECONDS", help="give up if not delivered within SECONDS")
+    p.add_argument("--ack-timeout", type=seconds, metavar="SECONDS",
+                   help="ask for an acknowledgement in Telegram; escalate if none within SECONDS (at most ten years)")
+    p.add_argument("--expires-in", type=seconds, metavar="SECONDS",
+                   help="give up if not delivered within SECONDS (at most ten years)")
     p.add_argument("--wait", action="store_true", help="block until the notification is final")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="with --wait: give up after S seconds")
+    p.add_argument("--timeout", type=seconds, default=600.0, metavar="S", help="with --wait: give up after S seconds")
     _json(p)
     p.set_defaults(command="send")
 

@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 CLAIM_BATCH = 128
 WAKEUP_JOB = "wakeup"
 STORAGE_RETRY_SECONDS = 1.0
+RELEASE_RETRY_MAX = 30.0
 CHANNEL_DOWN = "channel down"
 DEFAULT_BREAKER = BreakerSettings()
 
@@ -217,8 +218,31 @@ class Engine:
             await self._walk(notification)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("notification %d: unexpected error; it stays claimed until restart", notification.id)
+        except Exception as exc:
+            # a write refused (disk full) or a bug: hand the row back to the timer rather than strand it
+            # claimed until a restart; backoff_max apart, so a row that always fails cannot spin
+            delay = max(self.policy.backoff_max, STORAGE_RETRY_SECONDS)
+            log.exception("notification %d: unexpected error; tried again in %.0f s", notification.id, delay)
+            await self._release(notification.id, delay, self.redact(f"walk stopped by {type(exc).__name__}: {exc}"))
+
+    async def _release(self, notification_id: int, delay: float, error: str) -> None:
+        """Release the claim (its open attempt ``interrupted``), the row due in ``delay`` s. While the
+        database refuses that too, keep trying: at stop, the restart's recovery does the same."""
+        wait = STORAGE_RETRY_SECONDS
+        while not self._stopping:
+            try:
+                now = self.clock()
+                await self.store.release_claim(notification_id, now, now + timedelta(seconds=delay), error)
+                return
+            except StorageError as exc:
+                log.error("notification %d: cannot release its claim (%s); trying again in %.0f s",
+                          notification_id, exc, wait)
+            except Exception:
+                log.exception("notification %d: cannot release its claim; it stays claimed until restart",
+                              notification_id)
+                return
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, RELEASE_RETRY_MAX)
 
     async def _walk(self, n: Notification) -> None:
         recipient = await self.store.get_recipient(n.recipient_id)

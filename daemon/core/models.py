@@ -7,9 +7,13 @@ service layer turns them into JSON for the socket API.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+MAX_WAIT = timedelta(days=3653)
+"""Ten years: the furthest a deadline, an ``expires_in`` or an ``ack_timeout`` may reach. Further out is
+a mistake, and without a bound ``now + timedelta(...)`` overflows (after the provider has delivered)."""
 
 
 class Channel(StrEnum):
@@ -182,3 +186,4 @@ class NewNotification:
     idempotency_key: str | None = None
     deadline: datetime | None = None
     ack_timeout: float | None = None
+    expires_in: float | None = None  # as sent (it set ``deadline``): what a retry with the same key repeats

@@ -342,6 +342,10 @@ class SqliteStore:
         )
         return attempt, Status(status)
 
+    async def release_claim(self, notification_id: int, now: datetime, due: datetime, error: str) -> None:
+        ts, due_ts = now.timestamp(), due.timestamp()
+        await self._submit(lambda conn: sqlite_notifications.release_claim(conn, notification_id, ts, due_ts, error))
+
     async def awaiting_ack(self, notification_id: int) -> bool:
         row = await self._one("SELECT awaiting_ack FROM notifications WHERE id = ?", (notification_id,))
         return bool(row and row[0])

@@ -11,17 +11,24 @@ import sqlite3
 from typing import Any
 
 from daemon.core.errors import Conflict, NotFound
-from daemon.core.models import NewNotification, Status
+from daemon.core.models import FINAL_STATUSES, NewNotification, Outcome, Status
 from daemon.storage.sqlite_rows import to_timestamp
 
 
 def insert_notification(conn: sqlite3.Connection, new: NewNotification, ts: float) -> tuple[sqlite3.Row | int, bool]:
     """Queue ``new``: its row and True, or the id of the notification with the same idempotency key
-    and False. NotFound when the recipient does not exist."""
+    and False (Conflict when that one was asked with another payload). NotFound when the recipient
+    does not exist."""
     if new.idempotency_key is not None:
-        same = conn.execute("SELECT id FROM notifications WHERE idempotency_key = ?", (new.idempotency_key,)).fetchall()
+        same = conn.execute("SELECT * FROM notifications WHERE idempotency_key = ?", (new.idempotency_key,)).fetchall()
         if same:
-            return int(same[0][0]), False
+            differs = payload_differences(same[0], new)
+            if differs:
+                raise Conflict(
+                    f"idempotency_key {new.idempotency_key!r} was used for notification {same[0]['id']} with another"
+                    f" {', '.join(differs)}: a repeat must send the same request; use a new key for a new notification"
+                )
+            return int(same[0]["id"]), False
     # one statement: checks the recipient, inserts, and hands the row back (hops cost ~0.1 ms each)
     rows = conn.execute(
         "INSERT INTO notifications (recipient_id, text, subject, chain, status, idempotency_key,"
@@ -45,6 +52,37 @@ def insert_notification(conn: sqlite3.Connection, new: NewNotification, ts: floa
     if not rows:
         raise NotFound(f"recipient {new.recipient_id} does not exist")
     return rows[0], True
+
+
+TIME_TOLERANCE = 0.001  # seconds: timestamps are stored as REAL
+
+
+def payload_differences(row: sqlite3.Row, new: NewNotification) -> list[str]:
+    """The request fields in which ``new`` differs from the stored notification ``row`` (same key).
+
+    ``expires_in`` is relative: a retry a second later sets a later deadline, so it is compared with
+    the stored deadline's distance from the stored creation time (how the first request set it)."""
+    differs = [name for name, stored, given in (
+        ("recipient_id", row["recipient_id"], new.recipient_id),
+        ("message", row["text"], new.text),
+        ("subject", row["subject"], new.subject),
+        ("chain", row["chain"], ",".join(new.chain)),
+        ("ack_timeout", row["ack_timeout"], new.ack_timeout),
+    ) if stored != given]
+    deadline: float | None = row["deadline"]
+    if new.expires_in is not None:
+        same_deadline = deadline is not None and _close(deadline - row["created_at"], new.expires_in)
+    elif new.deadline is None or deadline is None:
+        same_deadline = new.deadline is None and deadline is None
+    else:
+        same_deadline = _close(deadline, new.deadline.timestamp())
+    if not same_deadline:
+        differs.append("expires_in" if new.expires_in is not None else "deadline")
+    return differs
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= TIME_TOLERANCE
 
 
 def set_status_if(
@@ -82,6 +120,21 @@ def redrive(conn: sqlite3.Connection, notification_id: int, ts: float) -> None:
         f"status = '{Status.QUEUED}', position = 0, tries = 0, deadline = NULL, awaiting_ack = 0,"
         f" next_attempt_at = {ts!r}",
         "retry",
+    )
+
+
+def release_claim(conn: sqlite3.Connection, notification_id: int, ts: float, due: float, error: str) -> None:
+    """The engine abandoned its walk of this notification (an unexpected error): record its open attempt
+    as interrupted, as a restart would, and hand the row back to the timer, due at ``due``."""
+    conn.execute(
+        "UPDATE attempts SET outcome = ?, finished_at = ?, error = ? WHERE notification_id = ? AND finished_at IS NULL",
+        (str(Outcome.INTERRUPTED), ts, error.encode("utf-8", "backslashreplace").decode(), notification_id),
+    )
+    final = ",".join("?" * len(FINAL_STATUSES))
+    conn.execute(
+        f"UPDATE notifications SET in_flight = 0, updated_at = ?,"
+        f" next_attempt_at = CASE WHEN status IN ({final}) THEN next_attempt_at ELSE ? END WHERE id = ?",
+        (ts, *sorted(FINAL_STATUSES), due, notification_id),
     )
 
 

@@ -3,10 +3,11 @@ channel lists are comma-separated text."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from datetime import UTC, datetime
 
-from daemon.core.models import Attempt, Channel, Notification, Outcome, Recipient, Status
+from daemon.core.models import MAX_WAIT, Attempt, Channel, Notification, Outcome, Recipient, Status
 
 
 def to_timestamp(value: datetime | None) -> float | None:
@@ -15,6 +16,14 @@ def to_timestamp(value: datetime | None) -> float | None:
 
 def to_datetime(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+def to_seconds(value: float | None) -> float | None:
+    """A stored duration, held to ``MAX_WAIT``: rows written before the edge refused ``inf`` or ``1e12``
+    would otherwise overflow the engine's datetime arithmetic and make the HTTP API emit ``Infinity``."""
+    if value is None or (math.isfinite(value) and value <= MAX_WAIT.total_seconds()):
+        return value
+    return MAX_WAIT.total_seconds()
 
 
 def recipient_from_row(row: sqlite3.Row) -> Recipient:
@@ -59,6 +68,6 @@ def notification_from_row(row: sqlite3.Row, attempts: tuple[Attempt, ...] = ()) 
         created_at=datetime.fromtimestamp(row["created_at"], UTC),
         updated_at=datetime.fromtimestamp(row["updated_at"], UTC),
         deadline=to_datetime(row["deadline"]),
-        ack_timeout=row["ack_timeout"],
+        ack_timeout=to_seconds(row["ack_timeout"]),
         attempts=attempts,
     )

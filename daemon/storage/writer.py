@@ -9,8 +9,11 @@ share a handful of fsyncs; running the batch in one hop instead of one hop per s
 No future is resolved before the commit that holds its write returned: an acknowledgement always
 means "on disk".
 
-An op must leave the transaction consistent when it raises: do checks before writes, and let
-a single failing statement be undone by SQLite's statement-level rollback.
+Ops in one batch come from unrelated requests, so each runs inside its own ``SAVEPOINT``: an op that
+raises anything (a refusal, a constraint, a value SQLite cannot bind, a bug) has its own writes rolled
+back and gets its own exception, and the batch commits everyone else's. Only a fault of the database
+itself (disk full, read-only file, I/O error, corruption, a lock) fails the whole batch: every op
+would meet it, SQLite may already have rolled the transaction back, and nobody may get a false ack.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import aiosqlite
 
-from daemon.core.errors import FnotifyError, StorageError
+from daemon.core.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +49,51 @@ async def on_connection_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3
     return result
 
 
+# SQLite's primary result codes that are about the database, not about one op's values
+_DATABASE_FAULTS = frozenset({
+    sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CORRUPT,
+    sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_PERM, sqlite3.SQLITE_ABORT,
+    sqlite3.SQLITE_INTERRUPT,
+})
+
+
+def is_database_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database failing as a whole (disk full, read-only, I/O, corruption, lock)."""
+    code = getattr(exc, "sqlite_errorcode", None) if isinstance(exc, sqlite3.Error) else None
+    return code is not None and code & 0xFF in _DATABASE_FAULTS
+
+
 def apply_batch(raw: sqlite3.Connection, ops: list[WriteOp[Any]]) -> list[Outcome]:
-    """One transaction for the batch. An op's own refusal (not found, conflict, constraint) is its
-    outcome; anything else (disk full, read-only, I/O error) rolls the whole batch back."""
+    """One transaction for the batch, one savepoint per op: whatever an op raises is its own outcome and
+    undoes only its own writes; a fault of the database itself rolls the whole batch back and raises."""
     raw.execute("BEGIN IMMEDIATE")
-    outcomes: list[Outcome] = []
     try:
-        for op in ops:
-            try:
-                outcomes.append((op(raw), None))
-            except (FnotifyError, sqlite3.IntegrityError) as exc:
-                outcomes.append((None, exc))
+        outcomes = [_apply_one(raw, op) for op in ops]
         raw.execute("COMMIT")
     except BaseException:
         if raw.in_transaction:
             raw.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _apply_one(raw: sqlite3.Connection, op: WriteOp[Any]) -> Outcome:
+    raw.execute("SAVEPOINT op")
+    try:
+        value = op(raw)
+    except Exception as exc:
+        if is_database_fault(exc) or not raw.in_transaction:  # SQLite may have ended the transaction
+            raise
+        # a cursor the op left mid-statement lives on in its traceback's frames, and SQLite refuses to
+        # RELEASE (or COMMIT) while a write statement is in progress: drop the frames' locals (the
+        # traceback keeps its file and line numbers for the log)
+        traceback.clear_frames(exc.__traceback__)
+        raw.execute("ROLLBACK TO op")
+        raw.execute("RELEASE op")
+        return None, exc
+    raw.execute("RELEASE op")
+    return value, None
 
 
 class GroupCommitWriter:
