@@ -16,9 +16,19 @@ from typing import Any
 import aiosqlite
 
 from daemon.errors import NotFound, StorageError
-from daemon.models import Attempt, Channel, NewNotification, Notification, Outcome, Recipient, Status
+from daemon.models import (
+    Attempt,
+    AttemptRecord,
+    Channel,
+    NewNotification,
+    Notification,
+    NotificationUpdate,
+    Outcome,
+    Recipient,
+    Status,
+)
 from daemon.storage import sqlite_bot, sqlite_maintenance, sqlite_notifications, sqlite_recipients
-from daemon.storage.base import AckOutcome, AckResult, AttemptRecord, LinkOutcome, LinkRedemption, NotificationUpdate
+from daemon.storage.base import AckOutcome, AckResult, LinkOutcome, LinkRedemption
 from daemon.storage.sqlite_recipients import RECIPIENT_FIELDS
 from daemon.storage.sqlite_rows import (
     attempt_from_row,
