@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,25 @@ def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
     return parse_config(raw)
 
 
+class FakeClock:
+    """Wall time and monotonic seconds that move only when a test advances them: pass ``now`` as a
+    ``clock`` and ``monotonic`` as a ``monotonic`` (Daemon, Engine) instead of sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.wall = start or datetime.now(UTC)
+        self.seconds = 1000.0
+
+    def now(self) -> datetime:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    def advance(self, seconds: float) -> None:
+        self.wall += timedelta(seconds=seconds)
+        self.seconds += seconds
+
+
 class RunningDaemon:
     def __init__(self, daemon: Daemon, client: DaemonClient) -> None:
         self.daemon = daemon
@@ -59,8 +79,9 @@ class RunningDaemon:
                 await asyncio.sleep(0.02)
 
 
-async def start_daemon(config: Config) -> RunningDaemon:
-    daemon = Daemon(config)
+async def start_daemon(config: Config, **options: Any) -> RunningDaemon:
+    """The daemon in this process; ``options`` go to ``Daemon`` (e.g. a fake ``clock`` and ``monotonic``)."""
+    daemon = Daemon(config, **options)
     await daemon.start()
     client = await DaemonClient(config.daemon.socket_path).connect()
     return RunningDaemon(daemon, client)

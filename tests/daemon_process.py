@@ -39,7 +39,7 @@ class DaemonProcess:
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self, env: dict[str, str] | None = None, timeout: float = 15.0) -> None:
+    async def start(self, env: dict[str, str] | None = None, timeout: float = 60.0) -> None:
         with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "daemon", "--config", str(self.config), "run",

@@ -16,7 +16,7 @@ from daemon.channels.email import EmailChannel, default_subject
 from daemon.config import EmailConfig
 from daemon.core.channel import OutgoingMessage
 from daemon.core.errors import PermanentError, TransientError
-from daemon.core.models import Channel, Recipient
+from daemon.core.models import Recipient
 from daemon.simulators.smtp import SmtpSimulator
 
 IVAN = Recipient(id=1, name="Ivan", email="ivan@example.com", phone="+14155550101")
@@ -259,20 +259,6 @@ async def test_a_server_that_requires_login_refuses_an_anonymous_sender(
 
 
 # --- what the adapter refuses before talking to the server -----------------------------------
-
-
-def test_a_recipient_without_an_address_cannot_be_mailed(channel: EmailChannel) -> None:
-    assert channel.unavailable_reason(Recipient(id=2, name="Maria")) == "no email address"
-
-
-def test_a_recipient_who_opted_out_cannot_be_mailed(channel: EmailChannel) -> None:
-    opted_out = Recipient(id=2, name="Maria", email="maria@example.com", opt_out=frozenset({Channel.EMAIL}))
-    assert channel.unavailable_reason(opted_out) == "opted out of email"
-
-
-def test_a_recipient_with_an_address_can_be_mailed(channel: EmailChannel) -> None:
-    assert channel.unavailable_reason(IVAN) is None
-    assert channel.name is Channel.EMAIL
 
 
 @pytest.mark.parametrize("subject", ["Hello\r\nBcc: victim@example.com", "line\nbreak", "cr\ronly"])

@@ -19,7 +19,7 @@ from daemon.channels.sms_segments import sms_segments
 from daemon.config import SmsConfig
 from daemon.core.channel import OutgoingMessage
 from daemon.core.errors import PermanentError, TransientError
-from daemon.core.models import Channel, Recipient
+from daemon.core.models import Recipient
 from daemon.simulators.sms import SmsSimulator
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -326,15 +326,7 @@ def test_retry_after_accepts_an_http_date() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=now) == 30.0
 
 
-# --- availability and checks -------------------------------------------------------------------
-
-
-def test_unavailable_reason_names_a_missing_phone_or_an_opt_out(twilio: SmsChannel) -> None:
-    assert twilio.name is Channel.SMS
-    assert twilio.unavailable_reason(Recipient(id=1, name="a")) == "no phone number"
-    opted = Recipient(id=2, name="b", phone=PHONE, opt_out=frozenset({Channel.SMS}))
-    assert twilio.unavailable_reason(opted) == "opted out of SMS"
-    assert twilio.unavailable_reason(Recipient(id=3, name="c", phone=PHONE)) is None
+# --- checks ------------------------------------------------------------------------------------
 
 
 async def test_twilio_check_fetches_the_account_without_sending(

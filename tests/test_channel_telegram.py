@@ -263,25 +263,6 @@ def test_a_missing_or_malformed_token_is_a_config_error_that_does_not_echo_it() 
     assert "secret bits" not in str(caught.value)
 
 
-# --- availability ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("recipient", "reason"),
-    [
-        (Recipient(id=1, name="a"), "no Telegram chat linked"),
-        (Recipient(id=1, name="a", telegram_chat_id=1, opt_out=frozenset({Channel.TELEGRAM})),
-         "opted out of Telegram"),
-        (Recipient(id=1, name="a", telegram_chat_id=1, telegram_blocked=True), "bot blocked by the user"),
-        (Recipient(id=1, name="a", telegram_chat_id=1, opt_out=frozenset({Channel.SMS})), None),
-    ],
-)
-def test_unavailable_reason_names_why_telegram_cannot_serve(
-    channel: TelegramChannel, recipient: Recipient, reason: str | None
-) -> None:
-    assert channel.unavailable_reason(recipient) == reason
-
-
 async def test_sending_without_a_chat_fails_permanently(channel: TelegramChannel) -> None:
     with pytest.raises(PermanentError, match="no Telegram chat linked"):
         await channel.send(message(chat_id=None))

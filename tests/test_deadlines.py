@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from daemon.client import RemoteError
-from daemon.core.failover import StepKind, clamp_to_deadline, expiry
-from daemon.core.models import Outcome
 from daemon.simulators.suite import SimulatorSuite
-from tests.conftest import RunningDaemon
+from tests.conftest import FakeClock, RunningDaemon, make_config, start_daemon, stop_daemon
 from tests.test_delivery import CHAT, add_ann, log_of
-
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def test_no_deadline_or_a_future_one_does_not_expire() -> None:
-    assert expiry(None, NOW, 0, 0) is None
-    assert expiry(NOW + timedelta(seconds=1), NOW, 0, 0) is None
-
-
-def test_a_passed_deadline_expires_at_the_current_position_without_an_attempt() -> None:
-    step = expiry(NOW, NOW, 1, 2)
-    assert step is not None
-    assert (step.kind, step.outcome, step.position, step.tries) == (StepKind.EXPIRED, Outcome.SKIPPED, 1, 2)
-
-
-def test_a_retry_after_the_deadline_is_due_at_the_deadline() -> None:
-    assert clamp_to_deadline(NOW + timedelta(seconds=30), NOW + timedelta(seconds=5)) == NOW + timedelta(seconds=5)
-    assert clamp_to_deadline(NOW, NOW + timedelta(seconds=5)) == NOW
-    assert clamp_to_deadline(NOW, None) == NOW
 
 
 async def test_a_notification_whose_retry_falls_after_its_deadline_expires_on_time(
@@ -49,15 +28,18 @@ async def test_a_notification_whose_retry_falls_after_its_deadline_expires_on_ti
     assert not suite.telegram.messages and not suite.sms.messages
 
 
-async def test_a_notification_held_past_its_deadline_is_never_sent(
-    daemon: RunningDaemon, suite: SimulatorSuite
-) -> None:
-    ann = await add_ann(daemon)
-    await daemon.call("pause")
-    sent = await daemon.call("send", recipient_id=ann, message="late alert", expires_in=0.2)
-    await asyncio.sleep(0.4)
-    await daemon.call("resume")
-    final = await daemon.wait_final(sent["id"], timeout=5)
+async def test_a_notification_held_past_its_deadline_is_never_sent(short_tmp: Path, suite: SimulatorSuite) -> None:
+    clock = FakeClock()
+    daemon = await start_daemon(make_config(short_tmp, **suite.config_sections()), clock=clock.now)
+    try:
+        ann = await add_ann(daemon)
+        await daemon.call("pause")
+        sent = await daemon.call("send", recipient_id=ann, message="late alert", expires_in=0.2)
+        clock.advance(0.4)  # held past the deadline
+        await daemon.call("resume")
+        final = await daemon.wait_final(sent["id"], timeout=5)
+    finally:
+        await stop_daemon(daemon)
     assert final["status"] == "expired" and log_of(final) == [("telegram", "skipped")]
     assert not suite.telegram.messages_to(CHAT) and not suite.smtp.received and not suite.sms.messages
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from daemon.core.failover import AttemptResult, RetryPolicy, StepKind, decide
-from daemon.core.models import Outcome
 from daemon.core.ratelimit import Pacer, TokenBucket
 from daemon.simulators.flood import FloodControl
 from daemon.simulators.suite import SimulatorSuite
@@ -74,14 +71,6 @@ async def test_a_blocked_chat_waits_without_holding_up_other_chats() -> None:
     assert clock.now == 100.0
     await pacer.acquire(1)
     assert clock.now == pytest.approx(105.0)
-
-
-def test_a_rate_limited_attempt_is_retried_after_retry_after_without_counting_a_try() -> None:
-    policy = RetryPolicy(attempts_per_channel=1)
-    step = decide(3, 0, 1, AttemptResult.rate_limited("429", 3.0), policy, random.Random(1))
-    assert (step.kind, step.outcome, step.position, step.tries, step.delay) == (StepKind.RETRY, Outcome.RETRY, 0, 0,
-                                                                                3.0)
-    assert step.note is not None and "not counted" in step.note
 
 
 def test_the_simulators_flood_control_refuses_a_second_message_in_the_same_instant() -> None:

@@ -42,14 +42,15 @@ class LinkIssuer(Protocol):
 class Service:
     def __init__(
         self, config: Config, store: Store, engine: Engine, events: EventBus,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = utcnow, monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.store = store
         self.engine = engine
         self.events = events
         self.clock = clock
-        self.started = time.monotonic()
+        self.monotonic = monotonic
+        self.started = monotonic()
         self.links: LinkIssuer | None = None
 
     # -- notifications -----------------------------------------------------------------------
@@ -195,7 +196,7 @@ class Service:
         counts = await self.store.counts_by_status()
         return {
             "version": __version__,
-            "uptime_s": round(time.monotonic() - self.started, 1),
+            "uptime_s": round(self.monotonic() - self.started, 1),
             "in_flight": self.engine.in_flight,
             "paused": self.engine.paused,
             "counts": counts,

@@ -69,14 +69,6 @@ class EmailChannel:
 
     # --- ChannelAdapter --------------------------------------------------------------------
 
-    def unavailable_reason(self, recipient: Recipient) -> str | None:
-        """Why this recipient cannot be mailed ("no email address", "opted out of email"), or None."""
-        if recipient.email is None:
-            return "no email address"
-        if Channel.EMAIL in recipient.opt_out:
-            return "opted out of email"
-        return None
-
     async def wait_turn(self, recipient: Recipient) -> None:
         """Pace under ``rate`` (messages per second) when one is configured."""
         if self._rate is not None:

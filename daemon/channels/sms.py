@@ -73,14 +73,6 @@ class SmsChannel:
 
     # --- ChannelAdapter --------------------------------------------------------------------
 
-    def unavailable_reason(self, recipient: Recipient) -> str | None:
-        """Why SMS cannot reach this recipient, or None."""
-        if not recipient.phone:
-            return "no phone number"
-        if Channel.SMS in recipient.opt_out:
-            return "opted out of SMS"
-        return None
-
     async def wait_turn(self, recipient: Recipient) -> None:
         """Pace under ``rate`` (messages per second) when one is configured."""
         if self._rate is not None:

@@ -111,15 +111,6 @@ class TelegramChannel:
         """The one aiogram Bot (and HTTP session) of the daemon; the in-daemon bot reuses it."""
         return self._bot
 
-    def unavailable_reason(self, recipient: Recipient) -> str | None:
-        if recipient.telegram_chat_id is None:
-            return "no Telegram chat linked"
-        if Channel.TELEGRAM in recipient.opt_out:
-            return "opted out of Telegram"
-        if recipient.telegram_blocked:
-            return "bot blocked by the user"
-        return None
-
     async def send(self, message: OutgoingMessage) -> str | None:
         """Send ``message.text`` as plain text, split on line boundaries when it is over 4096
         characters (the "Got it" button goes on the last part); return Telegram's message id, or the

@@ -34,7 +34,8 @@ class BreakerSettings:
 
 
 class CircuitBreaker:
-    """One channel's breaker. ``allow()`` before an attempt; ``success()`` / ``failure()`` after it."""
+    """One channel's breaker. ``allows()`` (a question) and ``begin()`` before an attempt;
+    ``success()`` / ``failure()`` after it. ``clock`` is monotonic seconds (injected in tests)."""
 
     def __init__(self, settings: BreakerSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
@@ -51,18 +52,19 @@ class CircuitBreaker:
             return BreakerState.OPEN
         return BreakerState.HALF_OPEN
 
-    def allow(self) -> bool:
-        """May an attempt start now? In half-open state only the first caller gets the probe."""
+    def allows(self) -> bool:
+        """Would an attempt go through now? Changes nothing: the failover decision reads this as a
+        fact, and only an attempt actually made claims the half-open probe (``begin``)."""
         state = self.state
-        if state is BreakerState.CLOSED:
-            return True
-        if state is BreakerState.OPEN:
-            return False
-        now = self.clock()
-        if self._probe_since is not None and now - self._probe_since < self.settings.cooldown:
-            return False  # the probe is still out
-        self._probe_since = now
-        return True
+        if state is BreakerState.HALF_OPEN:
+            # the probe is still out, unless it has been out for a whole cooldown (given up)
+            return self._probe_since is None or self.clock() - self._probe_since >= self.settings.cooldown
+        return state is BreakerState.CLOSED
+
+    def begin(self) -> None:
+        """An attempt starts now. In half-open state it is the probe: others are refused until it reports."""
+        if self.state is BreakerState.HALF_OPEN:
+            self._probe_since = self.clock()
 
     def success(self) -> None:
         """The provider answered (delivered, or refused this one message for good): the channel works."""

@@ -1,7 +1,8 @@
 """The interface every channel adapter implements.
 
-The failover engine only sees this: whether a channel can serve a recipient, and
-``send`` that returns a provider message id or raises TransientError / PermanentError.
+The failover engine only sees this: ``wait_turn`` for the provider's pace, and ``send`` that
+returns a provider message id or raises TransientError / PermanentError. Whether a channel can
+serve a recipient at all (an address, no opt-out) is decided once, in ``daemon.failover``.
 """
 
 from __future__ import annotations
@@ -25,10 +26,6 @@ class OutgoingMessage:
 
 class ChannelAdapter(Protocol):
     name: Channel
-
-    def unavailable_reason(self, recipient: Recipient) -> str | None:
-        """Why this channel cannot serve the recipient (no address, opted out...), or None if it can."""
-        ...
 
     async def wait_turn(self, recipient: Recipient) -> None:
         """Wait until the provider's limits allow one more send to this recipient, and claim it.

@@ -6,20 +6,18 @@ adapters, and writes each outcome with the next state in one transaction. The on
 single APScheduler job armed at the earliest ``next_attempt_at`` on disk, so a backlog of any size
 costs one job, and at start the timer is simply re-armed from the database.
 
-A notification with an ``ack_timeout`` is not done when Telegram accepts it (if a channel is left
-to escalate to): the row stays ``sending`` with ``awaiting_ack`` set and ``next_attempt_at`` at the
-ack deadline, on the same timer as retries, so it survives restarts. Coming due that way, the
-Telegram attempt is recorded ``unacknowledged`` and the walk goes on to the next channel; the
-bot's "Got it" button (``Store.acknowledge``) makes it ``acknowledged`` first and nothing is due.
+What happens next (skip, retry, next channel, the wait for an ack, the deadline) is decided by
+``daemon.failover``, a pure module: the engine gathers the facts into a ``Situation`` (the row,
+the recipient, which adapters exist, which breakers are open, the time), calls the adapters when
+told to send, and writes the ``Plan`` it gets back. An ack wait rides the same timer as retries:
+the row stays ``sending`` with ``awaiting_ack`` set and ``next_attempt_at`` at the ack deadline,
+so it survives restarts.
 
-A notification with a ``deadline`` (``expires_in`` / ``deadline`` on send) gets no attempt after it:
-the deadline is checked before every attempt, and a retry that would fall later is due at the
-deadline instead. It then ends ``expired``, with one attempt-log entry (outcome ``skipped``, error
-"deadline ... passed: not tried") on the channel it would have tried. An ack wait is not cut short;
-the escalation after it is what the deadline refuses.
+Time comes from the injected ``clock`` (and ``monotonic`` for the breakers), so tests can run the
+engine on a fake clock: advance it, then ``run_due()`` (or ``poke()`` a started engine).
 
 This module imports no provider library: adapters translate their errors into
-TransientError / PermanentError, and ``daemon.core.failover.decide`` turns results into steps.
+TransientError / PermanentError, and this module turns those into an ``AttemptResult``.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,23 +34,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from daemon.core import failover
 from daemon.core.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from daemon.core.channel import ChannelAdapter, OutgoingMessage
 from daemon.core.errors import PermanentError, StorageError, TransientError
 from daemon.core.events import EventBus
-from daemon.core.failover import (
-    AttemptResult,
-    ResultKind,
-    RetryPolicy,
-    Step,
-    StepKind,
-    clamp_to_deadline,
-    decide,
-    expiry,
-)
-from daemon.core.models import Channel, Notification, Outcome, Recipient, Status, iso, utcnow
+from daemon.core.failover import AttemptResult, Plan, RetryPolicy, Send, Situation, StepKind
+from daemon.core.models import Channel, Notification, Recipient, Status, iso, utcnow
 from daemon.core.redact import Redactor
-from daemon.core.store import AttemptRecord, NotificationUpdate, Store
+from daemon.core.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +50,7 @@ CLAIM_BATCH = 128
 WAKEUP_JOB = "wakeup"
 STORAGE_RETRY_SECONDS = 1.0
 RELEASE_RETRY_MAX = 30.0
-CHANNEL_DOWN = "channel down"
 DEFAULT_BREAKER = BreakerSettings()
-
-_FINAL_STATUS = {StepKind.DONE: Status.DELIVERED, StepKind.EXHAUSTED: Status.FAILED, StepKind.EXPIRED: Status.EXPIRED}
 
 
 class Engine:
@@ -76,6 +64,7 @@ class Engine:
         *,
         max_in_flight: int = 256,
         clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         breaker: BreakerSettings = DEFAULT_BREAKER,
     ) -> None:
@@ -87,7 +76,7 @@ class Engine:
         self.max_in_flight = max_in_flight
         self.clock = clock
         self.rng = rng or random.Random()
-        self.breakers = {channel: CircuitBreaker(breaker) for channel in Channel}
+        self.breakers = {channel: CircuitBreaker(breaker, monotonic) for channel in Channel}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -181,6 +170,16 @@ class Engine:
         if not self._stopping:
             self._wake.set()
 
+    async def run_due(self) -> int:
+        """Claim what is due by the engine's clock and walk it until it waits (a retry, an ack) or
+        ends; return how many were claimed. The dispatcher does this on every wake-up without waiting;
+        tests call it on a fake clock to run due work deterministically, without timers or sleeps."""
+        before = set(self._tasks)
+        await self._claim_and_spawn()
+        claimed = self._tasks - before
+        await asyncio.gather(*claimed)  # _run logs whatever a walk raises
+        return len(claimed)
+
     async def _arm_timer(self) -> None:
         if self.paused:
             return  # resume() pokes
@@ -197,14 +196,30 @@ class Engine:
         """Housekeeping (the retention prune) on the engine's scheduler: ``func`` every ``seconds``,
         first ``first_in`` seconds from now. Call after ``start``."""
         self._scheduler.add_job(func, IntervalTrigger(seconds=seconds), id=job_id, replace_existing=True,
-                                next_run_time=self.clock() + timedelta(seconds=first_in), coalesce=True,
+                                next_run_time=utcnow() + timedelta(seconds=first_in), coalesce=True,
                                 max_instances=1, misfire_grace_time=None)
 
     def _arm_at(self, when: datetime) -> None:
-        if self._stopping:
-            return
+        self._set_timer(self._scheduler_time(when))
+
+    def _arm_if_earlier(self, when: datetime) -> None:
+        at = self._scheduler_time(when)
+        job = self._scheduler.get_job(WAKEUP_JOB) if self._scheduler.running else None
+        if job is None or job.next_run_time is None or at < job.next_run_time:
+            self._set_timer(at)
+
+    def _scheduler_time(self, when: datetime) -> datetime:
+        """``when`` on the engine's clock as a time on APScheduler's, which is the real one: the same
+        distance from now. With the real clock the two agree; with an injected clock (tests) a timer
+        neither fires at once over and over nor never, and advancing the clock then ``poke()`` runs
+        whatever came due."""
+        return utcnow() + (when - self.clock())
+
+    def _set_timer(self, run_date: datetime) -> None:
+        if self._stopping or not self._scheduler.running:
+            return  # not started (tests driving run_due), or stopping: start() re-arms from the database
         self._scheduler.add_job(
-            self._timer_fired, DateTrigger(run_date=when), id=WAKEUP_JOB, replace_existing=True,
+            self._timer_fired, DateTrigger(run_date=run_date), id=WAKEUP_JOB, replace_existing=True,
             misfire_grace_time=None, coalesce=True,
         )
 
@@ -245,67 +260,57 @@ class Engine:
             wait = min(wait * 2, RELEASE_RETRY_MAX)
 
     async def _walk(self, n: Notification) -> None:
+        """Gather the facts, ask ``daemon.failover`` what to do, do it, write what it says; again
+        while it says "next channel". Every rule is there: nothing here decides anything."""
         recipient = await self.store.get_recipient(n.recipient_id)
+        ack_due = n.ack_timeout is not None and await self.store.awaiting_ack(n.id)
         position, tries, status = n.position, n.tries_on_channel, n.status
-        if n.ack_timeout is not None and await self.store.awaiting_ack(n.id):
-            status = await self._unacknowledged(n, position, status)
-            if status.is_final:
-                return
-            position, tries = position + 1, 0
         while True:
-            channel = n.chain[position]
+            situation = self._situation(n, recipient, position, tries, ack_due)
+            decision = failover.before_attempt(situation)
             attempt_id: int | None = None
-            sent_at: datetime | None = None
-            expired = expiry(n.deadline, self.clock(), position, tries)
-            if expired is not None:  # checked before every attempt: none is made after the deadline
-                result, step = AttemptResult.skipped(f"deadline {iso(n.deadline)} passed: not tried"), expired
+            if isinstance(decision, Send):
+                attempt_id, plan = await self._attempt(n, situation, decision)
             else:
-                adapter = self.channels.get(channel)
-                reason = _unavailable(adapter, recipient)
-                if reason is None and not self.breakers[channel].allow():
-                    reason = CHANNEL_DOWN
-                if reason is not None:
-                    result = AttemptResult.skipped(reason)
-                else:
-                    assert adapter is not None and recipient is not None
-                    tries += 1
-                    attempt_id = await self.store.start_attempt(n.id, channel, self.clock(), tries)
-                    self.events.publish("attempt.started", {"notification_id": n.id, "attempt_id": attempt_id,
-                                                            "channel": str(channel)})
-                    # pace right before the provider call: a commit between the two would bunch sends up
-                    await adapter.wait_turn(recipient)
-                    sent_at = self.clock()  # the attempt's timing is the provider call, not the wait
-                    result = await self._send(adapter, n, recipient)
-                    self._breaker_saw(channel, result)
-                step = decide(len(n.chain), position, tries, result, self.policy, self.rng)
-            now = self.clock()
-            record, update = _plan(step, result, now, _ack_wait(n, position), n.deadline, sent_at)
-            attempt, new_status = await self.store.finish_attempt(attempt_id, n.id, channel, record, update, now)
-            self._report(n, attempt.to_json(), step, status, new_status, update)
+                plan = decision
+            if plan.block_recipient:
+                blocked = await self.store.set_telegram_blocked(n.recipient_id, True)
+                self.events.publish("recipient.blocked", blocked.telegram_event())
+            attempt, new_status = await self.store.finish_attempt(attempt_id, n.id, plan.channel, plan.record,
+                                                                  plan.update, plan.at)
+            self._report(n, attempt.to_json(), plan, status, new_status)
             status = new_status
-            if update.release and update.next_attempt_at is not None:  # a retry, or the ack deadline
-                self._arm_if_earlier(update.next_attempt_at)
-            if status.is_final or step.kind is not StepKind.NEXT:
+            if plan.update.release and plan.update.next_attempt_at is not None:  # a retry, or the ack deadline
+                self._arm_if_earlier(plan.update.next_attempt_at)
+            if status.is_final or not plan.goes_on:
                 return
-            position, tries = step.position, step.tries
+            position, tries, ack_due = plan.update.position, plan.update.tries, False
 
-    async def _unacknowledged(self, n: Notification, position: int, status: Status) -> Status:
-        """The ack deadline passed without the "Got it" button being pressed: record that against the
-        Telegram delivery and go on to the next channel, keeping the claim (as any NEXT step does)."""
-        now = self.clock()
-        record = AttemptRecord(Outcome.UNACKNOWLEDGED, f"not acknowledged within {n.ack_timeout:g} s")
-        if position + 1 < len(n.chain):
-            step = Step(StepKind.NEXT, Outcome.UNACKNOWLEDGED, position + 1, 0)
-            update = NotificationUpdate(Status.SENDING, position + 1, 0, now, release=False)
-        else:  # never armed this way (see _ack_wait), but nothing is left to escalate to
-            step = Step(StepKind.EXHAUSTED, Outcome.UNACKNOWLEDGED, position, n.tries_on_channel)
-            update = NotificationUpdate(Status.FAILED, position, n.tries_on_channel, None)
-        attempt, new_status = await self.store.finish_attempt(None, n.id, n.chain[position], record, update, now)
-        self._report(n, attempt.to_json(), step, status, new_status, update)
-        return new_status
+    def _situation(self, n: Notification, recipient: Recipient | None, position: int, tries: int,
+                   ack_due: bool) -> Situation:
+        return Situation(
+            n.chain, position, tries, self.clock(), recipient, frozenset(self.channels),
+            frozenset(channel for channel, breaker in self.breakers.items() if not breaker.allows()),
+            self.policy, n.deadline, n.ack_timeout, ack_due,
+        )
 
-    async def _send(self, adapter: ChannelAdapter, n: Notification, recipient: Recipient) -> AttemptResult:
-        message = OutgoingMessage(n.id, recipient, n.text, n.subject, ack_requested=n.ack_timeout is not None)
+    async def _attempt(self, n: Notification, situation: Situation, send: Send) -> tuple[int, Plan]:
+        # no await since the situation was read: the adapter and the breaker are the ones it saw
+        adapter = self.channels[send.channel]
+        self.breakers[send.channel].begin()
+        attempt_id = await self.store.start_attempt(n.id, send.channel, self.clock(), send.tries)
+        self.events.publish("attempt.started", {"notification_id": n.id, "attempt_id": attempt_id,
+                                                "channel": str(send.channel)})
+        # pace right before the provider call: a commit between the two would bunch sends up
+        await adapter.wait_turn(send.recipient)
+        sent_at = self.clock()  # the attempt's timing is the provider call, not the wait
+        message = OutgoingMessage(n.id, send.recipient, n.text, n.subject, ack_requested=send.ack_requested)
+        result = await self._send(adapter, message)
+        self._breaker_saw(send.channel, result)
+        return attempt_id, failover.after_attempt(situation, result, self.clock(), sent_at, draw=self.rng.random)
+
+    async def _send(self, adapter: ChannelAdapter, message: OutgoingMessage) -> AttemptResult:
+        """The adapter's answer as an AttemptResult: its errors are already classified."""
         try:
             provider_id = await adapter.send(message)
         except TransientError as exc:
@@ -313,10 +318,7 @@ class Engine:
                 return AttemptResult.rate_limited(self.redact(str(exc)), exc.retry_after)
             return AttemptResult.transient(self.redact(str(exc)), exc.retry_after)
         except PermanentError as exc:
-            if exc.blocked:
-                blocked = await self.store.set_telegram_blocked(recipient.id, True)
-                self.events.publish("recipient.blocked", blocked.telegram_event())
-            return AttemptResult.permanent(self.redact(str(exc)))
+            return AttemptResult.permanent(self.redact(str(exc)), blocked=exc.blocked)
         except Exception as exc:  # an adapter bug must not kill the walk: treat it as transient
             log.exception("%s adapter raised unexpectedly", adapter.name)
             return AttemptResult.transient(self.redact(f"unexpected {type(exc).__name__}: {exc}"))
@@ -325,7 +327,7 @@ class Engine:
     def _breaker_saw(self, channel: Channel, result: AttemptResult) -> None:
         breaker = self.breakers[channel]
         before = breaker.state
-        if result.kind is ResultKind.TRANSIENT:
+        if result.channel_failed:
             breaker.failure()
         else:  # delivered, refused for good, rate limited: the provider answered
             breaker.success()
@@ -338,15 +340,9 @@ class Engine:
                 log.info("%s breaker %s", channel, after)
             self.events.publish("channel.breaker", {"channel": str(channel), **breaker.to_json()})
 
-    def _arm_if_earlier(self, when: datetime) -> None:
-        job = self._scheduler.get_job(WAKEUP_JOB) if self._scheduler.running else None
-        if job is None or job.next_run_time is None or when < job.next_run_time:
-            self._arm_at(when)
-
-    def _report(self, n: Notification, attempt: dict[str, Any], step: Step, old: Status, new: Status,
-                update: NotificationUpdate) -> None:
-        then = f", retry in {step.delay:.1f} s" if step.kind is StepKind.RETRY else ""
-        if update.awaiting_ack:
+    def _report(self, n: Notification, attempt: dict[str, Any], plan: Plan, old: Status, new: Status) -> None:
+        then = f", retry in {plan.delay:.1f} s" if plan.kind is StepKind.RETRY else ""
+        if plan.update.awaiting_ack:
             then = f", waiting {n.ack_timeout:g} s for an acknowledgement"
         log.info(
             "notification %d -> recipient %d: %s %s in %s ms%s%s",
@@ -354,56 +350,9 @@ class Engine:
             f" ({attempt['error']})" if attempt["error"] else "", then,
         )
         self.events.publish("attempt.finished", {"notification_id": n.id, **attempt})
-        if update.awaiting_ack:
+        if plan.update.awaiting_ack:
             self.events.publish("notification.awaiting_ack", {
-                "id": n.id, "recipient_id": n.recipient_id, "until": iso(update.next_attempt_at)})
+                "id": n.id, "recipient_id": n.recipient_id, "until": iso(plan.update.next_attempt_at)})
         if new is not old:
             self.events.publish("notification.status", {"id": n.id, "recipient_id": n.recipient_id,
                                                         "status": str(new), "channel": attempt["channel"]})
-
-
-def _unavailable(adapter: ChannelAdapter | None, recipient: Recipient | None) -> str | None:
-    if recipient is None:
-        return "recipient was removed"
-    if adapter is None:
-        return "channel disabled"
-    return adapter.unavailable_reason(recipient)
-
-
-def _ack_wait(n: Notification, position: int) -> float | None:
-    """Seconds to wait for the "Got it" button after a delivery at ``position``, or None: only the
-    Telegram message carries the button, and only a channel left to escalate to makes waiting useful
-    (without one the delivery ends the notification; a later press still acknowledges it)."""
-    if n.ack_timeout is None or n.chain[position] is not Channel.TELEGRAM or position + 1 >= len(n.chain):
-        return None
-    return n.ack_timeout
-
-
-def _plan(
-    step: Step,
-    result: AttemptResult,
-    now: datetime,
-    ack_wait: float | None = None,
-    deadline: datetime | None = None,
-    sent_at: datetime | None = None,
-) -> tuple[AttemptRecord, NotificationUpdate]:
-    """Turn a decision into what is written: the attempt's record and the notification's next state.
-    A retry that would fall after ``deadline`` comes due at the deadline, and then expires."""
-    error = result.error
-    if step.note:
-        error = f"{error}; {step.note}" if error else step.note
-    retry_at = now + timedelta(seconds=step.delay) if step.kind is StepKind.RETRY else None
-    record = AttemptRecord(step.outcome, error, result.provider_message_id, retry_at, sent_at)
-    if step.kind is StepKind.NEXT:  # keep the claim: this task goes straight on to the next channel
-        update = NotificationUpdate(Status.SENDING, step.position, step.tries, now, release=False)
-    elif step.kind is StepKind.RETRY:
-        assert retry_at is not None
-        update = NotificationUpdate(Status.SENDING, step.position, step.tries, clamp_to_deadline(retry_at, deadline))
-    elif step.kind is StepKind.DONE and ack_wait is not None:
-        # delivered, but not done: the row comes due again at the ack deadline (a timer that survives
-        # restarts like any retry) and is then escalated, unless the button was pressed by then
-        update = NotificationUpdate(Status.SENDING, step.position, step.tries, now + timedelta(seconds=ack_wait),
-                                    awaiting_ack=True)
-    else:
-        update = NotificationUpdate(_FINAL_STATUS[step.kind], step.position, step.tries, None)
-    return record, update

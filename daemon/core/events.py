@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from daemon.core.models import utcnow
@@ -22,9 +24,10 @@ Event = dict[str, Any]
 
 
 class EventBus:
-    def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(self, queue_size: int = QUEUE_SIZE, clock: Callable[[], datetime] = utcnow) -> None:
         self._subscribers: set[asyncio.Queue[Event | None]] = set()
         self._queue_size = queue_size
+        self._clock = clock
 
     @property
     def subscriber_count(self) -> int:
@@ -33,7 +36,7 @@ class EventBus:
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         if not self._subscribers:
             return
-        event: Event = {"event": kind, "at": utcnow().isoformat(timespec="milliseconds"), "data": data}
+        event: Event = {"event": kind, "at": self._clock().isoformat(timespec="milliseconds"), "data": data}
         for queue in list(self._subscribers):
             if queue.qsize() < self._queue_size:
                 queue.put_nowait(event)

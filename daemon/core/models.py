@@ -86,6 +86,12 @@ class Recipient:
             return "opted out"
         return "linked"
 
+    def address(self, channel: Channel) -> str | int | None:
+        """Where ``channel`` reaches this person (the Telegram chat, the email address, the phone
+        number), or None when it is not known."""
+        value = {Channel.TELEGRAM: self.telegram_chat_id, Channel.EMAIL: self.email, Channel.SMS: self.phone}[channel]
+        return None if value == "" else value
+
     def telegram_event(self) -> dict[str, Any]:
         """The payload of the recipient.* Telegram-state events (linked, opted out, blocked...)."""
         return {"recipient_id": self.id, "name": self.name, "telegram_chat_id": self.telegram_chat_id,
@@ -187,3 +193,26 @@ class NewNotification:
     deadline: datetime | None = None
     ack_timeout: float | None = None
     expires_in: float | None = None  # as sent (it set ``deadline``): what a retry with the same key repeats
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """How one attempt ended, written together with the notification's next state."""
+
+    outcome: Outcome
+    error: str | None = None
+    provider_message_id: str | None = None
+    retry_at: datetime | None = None
+    sent_at: datetime | None = None  # when the provider call began, after any pacing: the attempt's start
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationUpdate:
+    """The notification's state after an attempt: where in the chain, and when to try next."""
+
+    status: Status
+    position: int
+    tries: int
+    next_attempt_at: datetime | None  # None: final or waiting on nothing
+    release: bool = True  # clear the in-flight claim
+    awaiting_ack: bool = False  # delivered on Telegram; at next_attempt_at it counts as unacknowledged

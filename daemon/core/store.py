@@ -13,30 +13,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from daemon.core.models import Attempt, Channel, NewNotification, Notification, Outcome, Recipient, Status
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """How one attempt ended, written together with the notification's next state."""
-
-    outcome: Outcome
-    error: str | None = None
-    provider_message_id: str | None = None
-    retry_at: datetime | None = None
-    sent_at: datetime | None = None  # when the provider call began, after any pacing: the attempt's start
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationUpdate:
-    """The notification's state after an attempt: where in the chain, and when to try next."""
-
-    status: Status
-    position: int
-    tries: int
-    next_attempt_at: datetime | None  # None: final or waiting on nothing
-    release: bool = True  # clear the in-flight claim
-    awaiting_ack: bool = False  # delivered on Telegram; at next_attempt_at it counts as unacknowledged
+from daemon.core.models import (
+    Attempt,
+    AttemptRecord,
+    Channel,
+    NewNotification,
+    Notification,
+    NotificationUpdate,
+    Recipient,
+    Status,
+)
 
 
 class LinkOutcome(StrEnum):

@@ -7,6 +7,9 @@ import gc
 import logging
 import signal
 import socket
+import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from daemon.api.service import Service
@@ -17,7 +20,7 @@ from daemon.core.breaker import BreakerSettings
 from daemon.core.engine import Engine
 from daemon.core.errors import FnotifyError
 from daemon.core.events import EventBus
-from daemon.core.models import Channel
+from daemon.core.models import Channel, utcnow
 from daemon.core.redact import Redactor
 from daemon.runtime.reload import Reloader, retry_policy
 from daemon.runtime.systemd import Notifier, format_status
@@ -36,16 +39,19 @@ RETENTION_FIRST = 60.0  # the first prune a minute after start, off the start-up
 
 class Daemon:
     def __init__(self, config: Config, *, redactor: Redactor | None = None,
-                 listen_socket: socket.socket | None = None) -> None:
+                 listen_socket: socket.socket | None = None, clock: Callable[[], datetime] = utcnow,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` (wall time, UTC) and ``monotonic`` (seconds) are every time the daemon reads:
+        tests inject fake ones to step through backoff, ack waits and breaker cool-downs."""
         self.config = config
         self.redactor = redactor or Redactor(config.secrets())
-        self.events = EventBus()
+        self.events = EventBus(clock=clock)
         self.store = SqliteStore(config.daemon.database)
         self.channels = build_channels(config)
         self.engine = Engine(self.store, self.channels, retry_policy(config), self.events, self.redactor,
-                             max_in_flight=config.daemon.max_in_flight,
+                             max_in_flight=config.daemon.max_in_flight, clock=clock, monotonic=monotonic,
                              breaker=BreakerSettings(config.breaker.threshold, config.breaker.cooldown))
-        self.service = Service(config, self.store, self.engine, self.events)
+        self.service = Service(config, self.store, self.engine, self.events, clock=clock, monotonic=monotonic)
         self.server = SocketServer(self.service, config.daemon.socket_path,
                                    max_connections=config.daemon.max_connections,
                                    idle_timeout=config.daemon.idle_timeout, allowed_uids=config.daemon.allowed_uids,

@@ -3,7 +3,7 @@
 May import ``daemon.core`` and ``daemon.config``; never the channels, APIs, runtime, bot or TUI.
 """
 
-from daemon.core.store import AttemptRecord, NotificationUpdate, Store
+from daemon.core.store import Store
 from daemon.storage.sqlite import SqliteStore
 
-__all__ = ["AttemptRecord", "NotificationUpdate", "SqliteStore", "Store"]
+__all__ = ["SqliteStore", "Store"]

@@ -16,8 +16,18 @@ from typing import Any
 import aiosqlite
 
 from daemon.core.errors import NotFound, StorageError
-from daemon.core.models import Attempt, Channel, NewNotification, Notification, Outcome, Recipient, Status
-from daemon.core.store import AckOutcome, AckResult, AttemptRecord, LinkOutcome, LinkRedemption, NotificationUpdate
+from daemon.core.models import (
+    Attempt,
+    AttemptRecord,
+    Channel,
+    NewNotification,
+    Notification,
+    NotificationUpdate,
+    Outcome,
+    Recipient,
+    Status,
+)
+from daemon.core.store import AckOutcome, AckResult, LinkOutcome, LinkRedemption
 from daemon.storage import sqlite_bot, sqlite_maintenance, sqlite_notifications, sqlite_recipients
 from daemon.storage.sqlite_recipients import RECIPIENT_FIELDS
 from daemon.storage.sqlite_rows import (
