@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon.breaker import BreakerSettings, BreakerState
-from daemon.channels.base import ChannelAdapter, OutgoingMessage
-from daemon.engine import Engine
-from daemon.errors import PermanentError, TransientError
-from daemon.events import EventBus
-from daemon.failover import RetryPolicy
-from daemon.models import Channel, NewNotification, Notification, Recipient, Status
-from daemon.redact import Redactor
 
+from daemon.core.breaker import BreakerSettings, BreakerState
+from daemon.core.channel import ChannelAdapter, OutgoingMessage
+from daemon.core.engine import Engine
+from daemon.core.errors import PermanentError, TransientError
+from daemon.core.events import EventBus
+from daemon.core.failover import RetryPolicy
+from daemon.core.models import Channel, NewNotification, Notification, Recipient, Status
+from daemon.core.redact import Redactor
 from daemon.storage import SqliteStore
 from tests.conftest import FakeClock
 
