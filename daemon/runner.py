@@ -10,6 +10,7 @@ from daemon.config import Config
 from daemon.errors import FnotifyError
 from daemon.logs import setup_logging
 from daemon.redact import Redactor
+from daemon.resources import raise_fd_limit
 from daemon.systemd import listen_socket
 
 log = logging.getLogger("daemon")
@@ -18,6 +19,8 @@ log = logging.getLogger("daemon")
 def run_daemon(config: Config) -> int:
     redactor = Redactor(config.secrets())
     setup_logging(config.daemon.log_level, redactor)
+    fd_limit = raise_fd_limit()  # before any listener: their connection caps are set against it
+    log.debug("file descriptor limit: %d", fd_limit)
     try:
         sock = listen_socket()  # socket activation: the .socket unit's listening socket, if passed
         asyncio.run(Daemon(config, redactor=redactor, listen_socket=sock).run_until_signalled())
