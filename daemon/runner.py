@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from daemon.app import Daemon
-from daemon.config import Config
+from daemon.config import Config, exposed_secrets
 from daemon.errors import FnotifyError
 from daemon.logs import setup_logging
 from daemon.redact import Redactor
@@ -19,6 +19,8 @@ log = logging.getLogger("daemon")
 def run_daemon(config: Config) -> int:
     redactor = Redactor(config.secrets())
     setup_logging(config.daemon.log_level, redactor)
+    if warning := exposed_secrets(config):
+        log.warning("%s", warning)
     fd_limit = raise_fd_limit()  # before any listener: their connection caps are set against it
     log.debug("file descriptor limit: %d", fd_limit)
     try:
