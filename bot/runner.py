@@ -29,6 +29,7 @@ from aiohttp import web
 from bot import texts
 from bot.handlers import build_router, on_error
 from bot.links import LinkIssuer
+from daemon.api.http_guard import Listener, ListenerLimits
 from daemon.api.service import Service
 from daemon.channels.telegram import TelegramChannel
 from daemon.config import TelegramConfig, split_listen
@@ -51,8 +52,10 @@ class TelegramBot:
     """Start with ``start()``, stop with ``stop()``; ``links`` makes opt-in links for the service."""
 
     def __init__(self, config: TelegramConfig, channel: TelegramChannel, service: Service, *,
-                 resume_offset: int = 0) -> None:
+                 resume_offset: int = 0, limits: ListenerLimits | None = None) -> None:
         self.config = config
+        self.limits = limits or ListenerLimits()
+        """Connection cap and header / body deadlines of the webhook listener (``[http]`` keys)."""
         self.channel = channel
         self.bot = channel.bot
         self.service = service
@@ -67,7 +70,7 @@ class TelegramBot:
         self._username: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._polling = False
-        self._webhook: web.AppRunner | None = None
+        self._webhook: Listener | None = None
         self._handling: dict[asyncio.Task[Any], int] = {}  # handler task -> its update_id
         self._last_update_id = 0
         self._resume_offset = resume_offset  # updates a previous instance handled (same bot)
@@ -99,7 +102,7 @@ class TelegramBot:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         if self._webhook is not None:
-            await self._webhook.cleanup()  # no new requests; those answered already run as tasks
+            await self._webhook.stop()  # no new requests; those answered already run as tasks
             self._webhook = None
         await asyncio.sleep(0)  # handler tasks made from the last poll enter _track
         unfinished = await self._drain()
@@ -207,15 +210,12 @@ class TelegramBot:
                                        secret_token=secret.get_secret_value() if secret else None)
         app = web.Application()
         app.router.add_post(urlsplit(str(self.config.webhook_url)).path or "/", handler.handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
         host, port = split_listen(self.config.webhook_listen)
+        listener = Listener(app, host, port, self.limits, name="Telegram webhook", shutdown_timeout=1.0)
         try:
-            await web.TCPSite(runner, host, port).start()
+            await listener.start()
         except OSError as exc:
-            await runner.cleanup()
             raise ConfigError(f"[telegram] webhook_listen = {self.config.webhook_listen!r}: cannot listen: "
                               f"{exc.strerror or exc}") from None
-        self._webhook = runner
-        bound_host, bound_port = runner.addresses[0][:2]
-        self.webhook_address = (bound_host, bound_port)
+        self._webhook = listener
+        self.webhook_address = listener.address

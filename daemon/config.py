@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -246,6 +247,14 @@ class HttpConfig(Section):
     tokens: tuple[SecretStr, ...] = ()
     """Bearer tokens accepted: each the token itself or ``"sha256:<hex digest>"`` of it. Also from
     ``FNOTIFY_HTTP_TOKENS`` or the ``http_tokens`` credential (comma-separated)."""
+    max_connections: int = Field(default=256, ge=1, le=100_000)
+    """Connections open at once on each HTTP listener (this API; the Telegram webhook too). At the cap
+    the connection idle longest is closed to make room, or, when all are busy, the newcomer gets 503."""
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
+    """Seconds a connection may take to send a complete request header, from when it opens or from
+    its previous request (kept alive); then it is closed."""
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds a request body may take to arrive in full after its header; then the connection is closed."""
 
     @field_validator("listen")
     @classmethod
@@ -290,12 +299,41 @@ class Config(Section):
 
     source: Path | None = Field(default=None, exclude=True)
     """The file this was loaded from (None: defaults only)."""
+    file_secrets: tuple[str, ...] = Field(default=(), exclude=True)
+    """The secret keys written in that file itself (not from the environment or credentials)."""
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log and attempt-log redactor."""
         values = [self.telegram.token, self.email.password, self.sms.auth_token, self.telegram.webhook_secret]
         values += [t for t in self.http.tokens if not t.get_secret_value().startswith("sha256:")]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def exposed_secrets(config: Config) -> str | None:
+    """A warning when the config file holds secrets and every user on the machine may read it."""
+    if config.source is None or not config.file_secrets:
+        return None
+    try:
+        mode = config.source.stat().st_mode
+    except OSError:
+        return None
+    if not mode & stat.S_IROTH:
+        return None
+    return (f"{config.source} holds secrets ({', '.join(config.file_secrets)}) and every user can read it "
+            f"(mode {stat.S_IMODE(mode):04o}): chmod o-r it (docs/install.md: 0640, group failover-notify), "
+            "or move the secrets to systemd credentials or the environment")
+
+
+def _secrets_in(raw: dict[str, Any]) -> tuple[str, ...]:
+    """The secret keys present in a config file's own mapping (a sha256: token digest is no secret)."""
+    found = []
+    for section, key in SECRET_SOURCES:
+        value = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
+        if key == "tokens" and isinstance(value, list):
+            value = [t for t in value if not (isinstance(t, str) and t.startswith("sha256:"))]
+        if value:
+            found.append(f"[{section}] {key}")
+    return tuple(found)
 
 
 def resolve_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
@@ -359,6 +397,7 @@ def load_config(explicit: str | os.PathLike[str] | None = None, *, client: bool 
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     elif required:
         raise ConfigError(f"{path}: no such file")
+    file_secrets = _secrets_in(raw)
     _read_secret_overrides(raw)
     source = path if path.exists() else None
     try:
@@ -367,6 +406,7 @@ def load_config(explicit: str | os.PathLike[str] | None = None, *, client: bool 
         if not client:
             raise
         config = parse_config({"daemon": raw.get("daemon", {})}, source)
+    config = config.model_copy(update={"file_secrets": file_secrets})
     if config.source is not None:
         # a relative state_dir / socket is taken relative to the config file, not the cwd
         base = config.source.resolve().parent

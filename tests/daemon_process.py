@@ -38,11 +38,13 @@ class DaemonProcess:
         self.socket_path = socket_path
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
+        self.command = [sys.executable, "-m", "daemon"]
+        """What runs the daemon; ``--config FILE run`` follows."""
 
     async def start(self, env: dict[str, str] | None = None, timeout: float = 60.0) -> None:
         with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "daemon", "--config", str(self.config), "run",
+                *self.command, "--config", str(self.config), "run",
                 stderr=log, cwd=str(REPO), env={**os.environ, **(env or {})},
             )
         async with asyncio.timeout(timeout):

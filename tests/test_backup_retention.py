@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sqlite3
+import subprocess
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from daemon.client import RemoteError
+from daemon.api.sandbox import private_tmp_dirs
+from daemon.client import DaemonClient, RemoteError
 from daemon.core.models import utcnow
 from daemon.runtime.app import RETENTION_JOB
+from daemon.storage import sqlite_maintenance
 from tests.conftest import RunningDaemon
-from tests.daemon_process import REPO
+from tests.daemon_process import REPO, DaemonProcess, write_config
 
 
 async def test_backup_makes_a_consistent_copy_that_opens_as_our_database(
@@ -96,3 +101,108 @@ async def test_retention_prunes_only_final_notifications_older_than_retention_da
 async def test_the_retention_job_is_scheduled_daily(bare_daemon: RunningDaemon) -> None:
     job = bare_daemon.daemon.engine._scheduler.get_job(RETENTION_JOB)
     assert job is not None and job.trigger.interval == timedelta(days=1)
+
+
+# -- where backups may go, and how they are written --------------------------------------------------
+
+async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not check():
+            await asyncio.sleep(0.005)
+
+
+async def test_a_backup_in_progress_shows_no_half_written_file_under_its_name_and_reads_go_on(
+    bare_daemon: RunningDaemon, short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_maintenance, "BACKUP_PAGES_PER_STEP", 4, raising=False)  # many small steps
+    ann = (await bare_daemon.call("recipient.add", name="Ann"))["id"]
+    await bare_daemon.call("pause")
+    await asyncio.gather(*(bare_daemon.call("send", recipient_id=ann, message=f"{i} " + "x" * 8000)
+                           for i in range(300)))  # ~2.5 MB: some 150 steps
+    target = short_tmp / "copy.db"
+    partial = short_tmp / ".copy.db.partial"
+    async with DaemonClient(bare_daemon.config.daemon.socket_path) as other:
+        backup = asyncio.create_task(other.call("backup", path=str(target)))
+        await eventually(lambda: partial.exists() or target.exists())
+        assert not target.exists(), "the backup's name shows a file before the copy is complete"
+        assert (await bare_daemon.call("status"))["counts"]["queued"] == 300  # a read while it copies
+        assert not backup.done()
+        result = await backup
+    assert result["bytes"] == target.stat().st_size and not partial.exists()
+    with sqlite3.connect(target) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT count(*) FROM notifications").fetchone() == (300,)
+
+
+async def test_a_partial_file_left_by_a_killed_backup_does_not_block_the_next_one(
+    bare_daemon: RunningDaemon, short_tmp: Path
+) -> None:
+    (short_tmp / ".copy.db.partial").write_bytes(b"half a database")
+    (short_tmp / ".copy.db.partial-journal").write_bytes(b"and its journal")
+    await bare_daemon.call("recipient.add", name="Ann")
+    await bare_daemon.call("backup", path=str(short_tmp / "copy.db"))
+    assert sorted(p.name for p in short_tmp.iterdir() if "copy" in p.name) == ["copy.db"]
+    with sqlite3.connect(short_tmp / "copy.db") as db:
+        assert db.execute("SELECT name FROM recipients").fetchall() == [("Ann",)]
+
+
+async def test_a_backup_without_a_path_goes_to_the_backups_directory_in_the_state_directory(
+    bare_daemon: RunningDaemon,
+) -> None:
+    first = await bare_daemon.call("backup")
+    second = await bare_daemon.call("backup")  # within the same second: a name of its own
+    backups = bare_daemon.config.daemon.state_dir / "backups"
+    assert Path(first["path"]).parent == backups and Path(second["path"]).parent == backups
+    assert first["path"] != second["path"]
+    assert backups.stat().st_mode & 0o777 == 0o700 and Path(first["path"]).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_private_tmp_is_recognised_in_mountinfo() -> None:
+    mountinfo = (
+        "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+        "801 27 254:0 /tmp/systemd-private-3b1c-failover-notify.service-Qx1eH0/tmp /tmp rw - ext4 /dev/vda rw\n"
+        "802 27 254:0 /var/tmp/systemd-private-3b1c-failover-notify.service-Zk2pA9/tmp /var/tmp rw - ext4 /dev/vda rw\n"
+        "803 27 0:45 / /run/user/0 rw - tmpfs tmpfs rw\n"
+    )
+    assert private_tmp_dirs(mountinfo) == [Path("/tmp"), Path("/var/tmp")]
+    assert private_tmp_dirs("27 1 254:0 / / rw - ext4 /dev/vda rw\n28 27 0:30 / /tmp rw - tmpfs tmpfs rw") == []
+
+
+def _namespaces() -> bool:
+    """User and mount namespaces (``unshare -Urm``): a real read-only mount and a real private /var/tmp
+    without root or systemd."""
+    unshare = shutil.which("unshare")
+    return unshare is not None and subprocess.run([unshare, "-Urm", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _namespaces(), reason="needs unshare -Urm (user and mount namespaces)")
+async def test_a_path_the_service_cannot_really_write_is_refused_naming_path(short_tmp: Path) -> None:
+    read_only = short_tmp / "read-only"
+    private = short_tmp / "systemd-private-3b1c-failover-notify.service-Zk2pA9" / "tmp"
+    for directory in (read_only, private):
+        directory.mkdir(parents=True)
+    state = short_tmp / "state"
+    config = write_config(short_tmp / "fnotify.toml", state, {})
+    # what ProtectSystem=strict and PrivateTmp=yes do to the service, in a namespace of its own
+    sandbox = (f"mount --bind {read_only} {read_only} && mount -o remount,bind,ro {read_only} && "
+               f"mount --bind {private} /var/tmp && exec \"$0\" \"$@\"")
+    daemon = DaemonProcess(config, state / "fnotify.sock", short_tmp / "daemon.log")
+    daemon.command = ["unshare", "-Urm", "sh", "-c", sandbox, sys.executable, "-m", "daemon"]
+    await daemon.start()
+    try:
+        async with DaemonClient(state / "fnotify.sock") as client:
+            with pytest.raises(RemoteError) as err:
+                await client.call("backup", path=str(read_only / "copy.db"))
+            assert (err.value.code, err.value.field) == ("invalid", "path")
+            assert f"the daemon cannot write in {read_only} (Read-only file system)" in str(err.value)
+            assert f"without a path writes to {state / 'backups'}" in str(err.value)
+
+            with pytest.raises(RemoteError) as err:
+                await client.call("backup", path="/var/tmp/copy.db")
+            assert (err.value.code, err.value.field) == ("invalid", "path")
+            assert "/var/tmp is private to the service (systemd PrivateTmp=)" in str(err.value)
+            assert not (private / "copy.db").exists()
+
+            assert Path((await client.call("backup"))["path"]).parent == state / "backups"
+    finally:
+        await daemon.terminate()

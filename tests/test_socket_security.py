@@ -111,3 +111,28 @@ async def test_connections_beyond_the_limit_are_told_busy_and_others_are_still_s
     await asyncio.sleep(0.05)
     (reply,) = await exchange(running.config.daemon.socket_path, PING)
     assert reply["result"] == "pong"
+
+
+async def test_a_subscriber_that_keeps_writing_is_cut_off_after_1_mib_and_nothing_is_kept(daemon_for: Start) -> None:
+    running = await daemon_for()
+    reader, writer = await asyncio.open_unix_connection(str(running.config.daemon.socket_path))
+    writer.write(b'{"op": "subscribe", "id": 1}\n')
+    assert json.loads(await asyncio.wait_for(reader.readline(), 3))["ok"] is True
+    chunk = b"x" * 65_536
+    for _ in range(8):  # half a MiB: dropped, the stream goes on
+        writer.write(chunk)
+    await writer.drain()
+    await running.call("recipient.add", name="Ann")
+    assert json.loads(await asyncio.wait_for(reader.readline(), 3))["event"] == "recipient.added"
+
+    sent = 8 * len(chunk)
+    with pytest.raises(ConnectionError):  # the daemon hangs up once past 1 MiB
+        async with asyncio.timeout(5):
+            while sent < 64 * 1024 * 1024:
+                writer.write(chunk)
+                await writer.drain()
+                sent += len(chunk)
+            await asyncio.sleep(5)
+    assert sent < 4 * 1024 * 1024
+    writer.close()
+    assert (await running.call("status"))["subscribers"] == 0

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
+from daemon.api.resources import RESERVED_FDS
 from daemon.cli.doctor import FAILED, run_checks
 from daemon.client import ClientError, DaemonClient
-from daemon.config import load_config
+from daemon.config import DaemonConfig, HttpConfig, load_config
 from daemon.runtime.reload import plan_reload
 from daemon.runtime.systemd import Notifier, listen_fds, notify_address, watchdog_interval
 from daemon.simulators.sms import SmsSimulator
@@ -543,3 +544,27 @@ async def test_check_reaches_sms_with_the_token_from_the_credentials_directory(s
 async def test_check_fails_when_no_channel_is_enabled(short_tmp: Path) -> None:
     rows = await run_checks(make_config(short_tmp))
     assert [r.name for r in rows if r.status == FAILED] == ["channels"]
+
+
+# -- the shipped unit --------------------------------------------------------------------------------
+
+def unit_settings(path: Path) -> dict[str, list[str]]:
+    """``Key=value`` lines of a unit file (comments and section headers skipped), every value per key."""
+    settings: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith(("#", "[")) and "=" in line:
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_the_unit_holds_enough_descriptors_and_gives_backups_a_writable_place() -> None:
+    unit = unit_settings(REPO / "systemd" / "failover-notify.service")
+    # the daemon cannot raise its own limit under SystemCallFilter=~@resources: the unit must, with room
+    # for the socket's and both HTTP listeners' (API, webhook) default connection caps
+    assert "~@privileged @resources" in unit["SystemCallFilter"]
+    needed = DaemonConfig().max_connections + 2 * HttpConfig().max_connections + RESERVED_FDS
+    assert int(unit["LimitNOFILE"][-1]) >= needed
+    # ProtectSystem=strict: the state directory is writable, so backups get a folder there
+    assert unit["ProtectSystem"] == ["strict"] and unit["PrivateTmp"] == ["yes"]
+    assert "failover-notify/backups" in " ".join(unit["StateDirectory"]).split()

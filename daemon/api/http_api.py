@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
+from daemon.api.http_guard import Listener, ListenerLimits
 from daemon.api.http_openapi import QUERY_SCHEMAS, SCHEMAS, Problem, openapi_document, problems
 from daemon.api.service import Service
 from daemon.config import HttpConfig
@@ -101,13 +102,16 @@ def _sha256(token: str) -> bytes:
 async def _log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One line per request: client, method, path (no query), status, duration. Never headers."""
     started = time.perf_counter()
-    status = 500
+    status = "500"
     try:
         response = await handler(request)
-        status = response.status
+        status = str(response.status)
         return response
+    except ConnectionError:
+        status = "connection closed"
+        raise
     finally:
-        log.info("%s %s %s %d %.1fms", request.remote, request.method, request.rel_url.raw_path, status,
+        log.info("%s %s %s %s %.1fms", request.remote, request.method, request.rel_url.raw_path, status,
                  (time.perf_counter() - started) * 1000)
 
 
@@ -130,6 +134,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if status == 400:
             return HttpError.refused([Problem(None, str(exc))]).response()
         return _reply({"error": str(exc)}, status=status)
+    except ConnectionError:
+        raise  # the client is gone (or was cut off by the guard): nothing to answer, nothing to log
     except Exception:
         log.exception("%s %s failed unexpectedly", request.method, request.rel_url.raw_path)
         return _reply({"error": "internal error; see the daemon log"}, status=500)
@@ -329,32 +335,31 @@ def build_app(service: Service, tokens: Iterable[str], *, max_body: int = MAX_BO
 
 
 class HttpServer:
-    """Serves ``build_app`` on ``[http] listen``; ``address`` is the bound one (port 0 picks a free port)."""
+    """Serves ``build_app`` on ``[http] listen`` within ``limits`` (``daemon.http_guard``); ``address`` is the
+    bound one (port 0 picks a free port)."""
 
-    def __init__(self, service: Service, config: HttpConfig, *, shutdown_timeout: float = 10.0) -> None:
+    def __init__(self, service: Service, config: HttpConfig, *, shutdown_timeout: float = 10.0,
+                 limits: ListenerLimits | None = None) -> None:
         self.config = config
         tokens = [t.get_secret_value() for t in config.tokens]
-        self._runner = web.AppRunner(build_app(service, tokens), access_log=None,
-                                     shutdown_timeout=shutdown_timeout)
+        host, port = config.address
+        self.listener = Listener(build_app(service, tokens), host, port, limits or ListenerLimits.from_config(config),
+                                  name="HTTP API", shutdown_timeout=shutdown_timeout)
         self._started = False
 
     async def start(self) -> None:
-        host, port = self.config.address
-        await self._runner.setup()
         try:
-            await web.TCPSite(self._runner, host, port).start()
+            await self.listener.start()
         except OSError as exc:
-            await self._runner.cleanup()
             raise FnotifyError(f"cannot serve the HTTP API on {self.config.listen}: {exc.strerror}; "
                                "change [http] listen or stop whatever holds the port") from None
         self._started = True
-        log.info("HTTP API listening on %s", self.url)
+        log.info("HTTP API listening on %s (at most %d connections)", self.url, self.listener.limits.max_connections)
 
     @property
     def address(self) -> tuple[str, int]:
         """The (host, port) actually bound; only while started."""
-        host, port = self._runner.addresses[0][:2]
-        return str(host), int(port)
+        return self.listener.address
 
     @property
     def url(self) -> str:
@@ -364,4 +369,4 @@ class HttpServer:
     async def stop(self) -> None:
         if self._started:
             self._started = False
-            await self._runner.cleanup()
+            await self.listener.stop()

@@ -7,6 +7,7 @@ results are domain objects the API layers render as JSON.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -15,14 +16,19 @@ from typing import Any, Protocol
 
 from daemon import __version__
 from daemon.api import validation
+from daemon.api.sandbox import private_tmp_dirs
 from daemon.config import Config
 from daemon.core.engine import Engine
-from daemon.core.errors import Conflict, NotFound
+from daemon.core.errors import Conflict, NotFound, ValidationError
 from daemon.core.events import EventBus
 from daemon.core.models import Channel, Notification, Recipient, utcnow
 from daemon.core.store import AckOutcome, AckResult, LinkOutcome, LinkRedemption, Store
 
 LIST_LIMIT_MAX = 1000
+BACKUP_DIR = "backups"
+"""Under the state directory: where ``backup`` without a path writes (the unit's StateDirectory= makes it)."""
+
+log = logging.getLogger(__name__)
 
 
 class TelegramBotNotRunning(Conflict):
@@ -52,6 +58,7 @@ class Service:
         self.monotonic = monotonic
         self.started = monotonic()
         self.links: LinkIssuer | None = None
+        self._backup_running = False
 
     # -- notifications -----------------------------------------------------------------------
 
@@ -218,12 +225,33 @@ class Service:
         return {"paused": False}
 
     async def backup(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """A consistent online copy of the database at ``path`` (absolute, new file), made by the daemon."""
-        raw = validation.text(params, "path", required=True, max_length=4096)
-        assert raw is not None
-        path = Path(raw)
-        size = await self.store.backup(path)
+        """A consistent online copy of the database, made by the daemon: at ``path`` (absolute, a new
+        file), or without one in ``<state_dir>/backups``, a place the shipped unit lets it write."""
+        raw = validation.text(params, "path", required=False, max_length=4096)
+        path = Path(raw) if raw is not None else self._new_backup_path()
+        _refuse_private_tmp(path, self.config.daemon.state_dir.absolute() / BACKUP_DIR)
+        if self._backup_running:  # two at once would read everything twice for nothing
+            raise Conflict("a backup is already running; try again when it has finished")
+        self._backup_running = True
+        started = time.monotonic()
+        try:
+            size = await self.store.backup(path)
+        finally:
+            self._backup_running = False
+        log.info("backup written to %s: %d bytes in %.1f s", path, size, time.monotonic() - started)
         return {"path": str(path), "bytes": size}
+
+    def _new_backup_path(self) -> Path:
+        backups = self.config.daemon.state_dir.absolute() / BACKUP_DIR
+        if not backups.is_dir():
+            backups.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stamp = self.clock().strftime("%Y%m%dT%H%M%SZ")
+        path = backups / f"fnotify-{stamp}.db"
+        n = 1
+        while path.exists():  # two within a second
+            n += 1
+            path = backups / f"fnotify-{stamp}-{n}.db"
+        return path
 
     async def prune(self) -> int:
         """Delete final notifications older than ``[daemon] retention_days``; the retention job calls this."""
@@ -240,6 +268,19 @@ class Service:
                            "breaker": self.engine.breakers[channel].to_json()}
             for channel in (Channel.TELEGRAM, Channel.EMAIL, Channel.SMS)
         }
+
+
+def _refuse_private_tmp(path: Path, backups: Path) -> None:
+    """Refuse a backup into the service's private /tmp (``PrivateTmp=``): it would "succeed" into a
+    directory nobody else sees, removed when the service stops."""
+    if not path.is_absolute():
+        return  # refused by the store, naming the reason
+    where = path.parent.resolve()
+    for private in private_tmp_dirs():
+        if where.is_relative_to(private):
+            raise ValidationError("path", f"{private} is private to the service (systemd PrivateTmp=): a file "
+                                          "there is invisible to you and removed when the service stops; "
+                                          f"`fnotify backup` without a path writes to {backups}")
 
 
 def _summary(n: Notification) -> dict[str, Any]:

@@ -213,13 +213,17 @@ class SocketServer:
         with self.service.events.subscribe() as events:
             writer.write(protocol.encode(protocol.ok(request.id, {"subscribed": kinds or "all"})))
             await writer.drain()
-            closed = asyncio.ensure_future(reader.read())  # EOF (or anything) from the client ends the stream
+            closed = asyncio.ensure_future(_discard_until_eof(reader, protocol.MAX_LINE))
             try:
                 while True:
                     next_event = asyncio.ensure_future(events.get())
                     done, _ = await asyncio.wait({next_event, closed}, return_when=asyncio.FIRST_COMPLETED)
                     if closed in done:
                         next_event.cancel()
+                        if closed.result():
+                            writer.write(protocol.encode(protocol.error(
+                                None, "too_large", f"more than {protocol.MAX_LINE} bytes sent after subscribe "
+                                "(a subscriber only reads); connection closed")))
                         return
                     event = next_event.result()
                     if event is None:
@@ -229,6 +233,17 @@ class SocketServer:
                         await writer.drain()
             finally:
                 closed.cancel()
+
+
+async def _discard_until_eof(reader: asyncio.StreamReader, limit: int) -> bool:
+    """Read and drop what a subscriber sends (it has nothing more to say) until EOF; True once it has
+    sent more than ``limit`` bytes. Nothing is kept: the old ``reader.read()`` buffered it all."""
+    sent = 0
+    while chunk := await reader.read(65_536):
+        sent += len(chunk)
+        if sent > limit:
+            return True
+    return False
 
 
 async def _linger_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

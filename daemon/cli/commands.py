@@ -132,8 +132,10 @@ async def cmd_resume(client: DaemonClient, args: argparse.Namespace) -> int:
 
 
 async def cmd_backup(client: DaemonClient, args: argparse.Namespace) -> int:
-    # the daemon writes the file: give it an absolute path, since its working directory is not ours
-    result = await client.call("backup", path=str(Path(args.path).resolve()))
+    # the daemon writes the file: give it an absolute path, since its working directory is not ours;
+    # without one it picks a new file in its own backups directory
+    params = {"path": str(Path(args.path).resolve())} if args.path else {}
+    result = await client.call("backup", **params)
     print(f"backed up to {result['path']} ({result['bytes']} bytes)")
     return 0
 

@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(command="resume")
 
     p = sub.add_parser("backup", help="a consistent online copy of the database, made by the running daemon")
-    p.add_argument("path", help="the new file (never overwritten); relative to the current directory")
+    p.add_argument("path", nargs="?", help="the new file (never overwritten); relative to the current directory; "
+                   "default: a new file in <state_dir>/backups")
     p.set_defaults(command="backup")
 
     p = sub.add_parser("status", help="daemon status: queue depth, counts, channels")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from daemon.api.resources import http_listener_limits
 from daemon.api.service import Service
 from daemon.api.socket_server import SocketServer
 from daemon.channels import build_channels
@@ -22,6 +23,7 @@ from daemon.core.errors import FnotifyError
 from daemon.core.events import EventBus
 from daemon.core.models import Channel, utcnow
 from daemon.core.redact import Redactor
+from daemon.runtime.logs import throttle_resource_errors
 from daemon.runtime.reload import Reloader, retry_policy
 from daemon.runtime.systemd import Notifier, format_status
 from daemon.storage import SqliteStore
@@ -56,11 +58,13 @@ class Daemon:
                                    max_connections=config.daemon.max_connections,
                                    idle_timeout=config.daemon.idle_timeout, allowed_uids=config.daemon.allowed_uids,
                                    allowed_gids=config.daemon.allowed_gids)
+        self.http_limits = http_listener_limits(config)  # for the API and the Telegram webhook alike
         self.http: HttpServer | None = None
         if config.http.enabled:
             from daemon.api.http_api import HttpServer  # aiohttp is imported only when the HTTP API is on
 
-            self.http = HttpServer(self.service, config.http, shutdown_timeout=config.daemon.shutdown_grace)
+            self.http = HttpServer(self.service, config.http, shutdown_timeout=config.daemon.shutdown_grace,
+                                   limits=self.http_limits)
         self.bot: TelegramBot | None = None  # the in-daemon Telegram bot, while [telegram] is enabled
         self._bot_restart: asyncio.Task[None] | None = None
         self._listen_socket = listen_socket
@@ -71,6 +75,7 @@ class Daemon:
 
     async def start(self) -> None:
         """Open the database, re-arm pending work, then listen: once this returns, clients are served."""
+        throttle_resource_errors(asyncio.get_running_loop())
         await self.store.open()
         try:
             await self.engine.start()
@@ -179,7 +184,8 @@ class Daemon:
 
         if not isinstance(adapter, TelegramChannel):
             return
-        bot = TelegramBot(self.config.telegram, adapter, self.service, resume_offset=resume_offset)
+        bot = TelegramBot(self.config.telegram, adapter, self.service, resume_offset=resume_offset,
+                          limits=self.http_limits)
         await bot.start()
         self.bot = bot
         self.service.links = bot.links

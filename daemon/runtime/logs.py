@@ -3,23 +3,39 @@
 On a terminal: a timestamped, human line. Under systemd (stderr is not a TTY and JOURNAL_STREAM
 is set): a ``<N>`` syslog priority prefix that journald turns into the entry's priority, and no
 timestamp (the journal has its own).
+
+Every message is escaped (``printable``) after it is rendered: a string a client sent (a backup
+path, a request path) cannot end the line and forge another entry. Only a traceback spans lines.
+``LogThrottle`` keeps an event that can come by the thousand (a connection flood, accept() out of
+file descriptors) to one line a minute.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
+from daemon.core.logsafe import LogThrottle, printable
 from daemon.core.redact import RedactingFilter, Redactor
 
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
-
-
 class JournalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         prefix = f"<{_PRIORITY.get(record.levelno, 6)}>"
         return "\n".join(prefix + line for line in super().format(record).splitlines())
+
+
+class OneLineFilter(logging.Filter):
+    """A handler filter (after redaction) that renders the message once and escapes it onto one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = printable(record.getMessage()), None
+        return True
 
 
 def setup_logging(level: str, redactor: Redactor) -> logging.Handler:
@@ -30,6 +46,7 @@ def setup_logging(level: str, redactor: Redactor) -> logging.Handler:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(redactor))
+    handler.addFilter(OneLineFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -47,3 +64,37 @@ def set_level(level: str) -> None:
     logging.getLogger().setLevel(level)
     for noisy in NOISY_LIBRARIES:
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+
+
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def throttle_resource_errors(loop: asyncio.AbstractEventLoop, throttle: LogThrottle | None = None) -> None:
+    """Make the event loop's "socket.accept() out of system resource" one throttled line.
+
+    When accept() fails for want of file descriptors, asyncio logs the error with a traceback, and
+    on Python 3.11 up to 100 times per listening socket per retry: megabytes of log a second while
+    the daemon is starved. Other loop errors go to the handler that was there before.
+    """
+    if not isinstance(loop.get_exception_handler(), _ResourceErrors):
+        loop.set_exception_handler(_ResourceErrors(loop.get_exception_handler(),
+                                                   throttle or LogThrottle(logging.getLogger("asyncio"))))
+
+
+LoopErrorHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
+
+
+class _ResourceErrors:
+    def __init__(self, previous: LoopErrorHandler | None, throttle: LogThrottle) -> None:
+        self.previous = previous
+        self.throttle = throttle
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS:
+            self.throttle.log(logging.ERROR, f"{context.get('message', 'out of system resource')}: {exc.strerror}",
+                              "; raise LimitNOFILE= or lower [http] max_connections / [daemon] max_connections")
+        elif self.previous is not None:
+            self.previous(loop, context)
+        else:
+            loop.default_exception_handler(context)

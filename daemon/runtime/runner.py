@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from daemon.config import Config
+from daemon.api.resources import raise_fd_limit
+from daemon.config import Config, exposed_secrets
 from daemon.core.errors import FnotifyError
 from daemon.core.redact import Redactor
 from daemon.runtime.app import Daemon
@@ -18,6 +19,10 @@ log = logging.getLogger("daemon")
 def run_daemon(config: Config) -> int:
     redactor = Redactor(config.secrets())
     setup_logging(config.daemon.log_level, redactor)
+    if warning := exposed_secrets(config):
+        log.warning("%s", warning)
+    fd_limit = raise_fd_limit()  # before any listener: their connection caps are set against it
+    log.debug("file descriptor limit: %d", fd_limit)
     try:
         sock = listen_socket()  # socket activation: the .socket unit's listening socket, if passed
         asyncio.run(Daemon(config, redactor=redactor, listen_socket=sock).run_until_signalled())

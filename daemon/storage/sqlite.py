@@ -63,7 +63,7 @@ class SqliteStore:
 
     async def open(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            sqlite_maintenance.create_private(self.path)  # 0600 in 0700 (SQLite would make it 0644)
             self._write = await self._connect()
             await on_connection_thread(self._write, self._prepare)
             self._read = await self._connect()
@@ -73,6 +73,9 @@ class SqliteStore:
         except sqlite3.DatabaseError as exc:
             await self.close()
             raise StorageError(f"{self.path}: cannot open the database: {exc}") from None
+        except OSError as exc:
+            await self.close()
+            raise StorageError(f"{self.path}: cannot create the database: {exc.strerror or exc}") from None
         self._writer = GroupCommitWriter(self._write)
         self._writer.start()
 
@@ -384,7 +387,9 @@ class SqliteStore:
 
     async def backup(self, path: Path) -> int:
         """A consistent online copy at the new file ``path`` (SQLite backup API); its size in bytes."""
-        return await sqlite_maintenance.backup(self._r, path)
+        if self._read is None:
+            raise StorageError("storage is not open")
+        return await sqlite_maintenance.backup(self.path, path, self.path.parent / "backups")
 
     async def prune(self, before: datetime) -> int:
         """Delete final notifications last updated before ``before`` (and their attempts)."""
