@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from daemon import __version__, render
 from daemon.client import DaemonClient, DaemonUnavailable, RemoteError
@@ -32,7 +31,12 @@ class CliError(Exception):
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2))
+    print(render.json_text(value))
+
+
+def _say(text: str, *, file: TextIO | None = None) -> None:
+    """Print human output; any text in it may come from an API client, so it is made ``visible``."""
+    print(render.visible(text, keep_newlines=True), file=file)
 
 
 def _socket_path(args: argparse.Namespace, config: Config) -> Path:
@@ -57,10 +61,10 @@ async def cmd_send(client: DaemonClient, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     elif args.wait:
-        print(render.notification(result))
+        _say(render.notification(result))
     else:
         note = "" if result.get("created", True) else " (already sent with this key)"
-        print(f"notification {result['id']} {result['status']}{note}")
+        _say(f"notification {result['id']} {result['status']}{note}")
     return 0 if not args.wait or result["status"] in ("delivered", "acknowledged") else EXIT_REFUSED
 
 
@@ -96,7 +100,7 @@ async def _wait_final(client: DaemonClient, notification_id: int, timeout: float
 
 async def cmd_show(client: DaemonClient, args: argparse.Namespace) -> int:
     result = await client.call("show", id=args.id)
-    _print_json(result) if args.json else print(render.notification(result))
+    _print_json(result) if args.json else _say(render.notification(result))
     return 0
 
 
@@ -104,19 +108,19 @@ async def cmd_list(client: DaemonClient, args: argparse.Namespace) -> int:
     params = {k: v for k, v in (("status", args.status), ("recipient_id", args.recipient),
                                 ("limit", args.limit)) if v is not None}
     result = await client.call("list", **params)
-    _print_json(result) if args.json else print(render.notification_list(result))
+    _print_json(result) if args.json else _say(render.notification_list(result))
     return 0
 
 
 async def cmd_cancel(client: DaemonClient, args: argparse.Namespace) -> int:
     result = await client.call("cancel", id=args.id)
-    _print_json(result) if args.json else print(f"notification {result['id']} {result['status']}")
+    _print_json(result) if args.json else _say(f"notification {result['id']} {result['status']}")
     return 0
 
 
 async def cmd_retry(client: DaemonClient, args: argparse.Namespace) -> int:
     result = await client.call("retry", id=args.id)
-    _print_json(result) if args.json else print(f"notification {result['id']} {result['status']} again")
+    _print_json(result) if args.json else _say(f"notification {result['id']} {result['status']} again")
     return 0
 
 
@@ -135,7 +139,7 @@ async def cmd_resume(client: DaemonClient, args: argparse.Namespace) -> int:
 async def cmd_backup(client: DaemonClient, args: argparse.Namespace) -> int:
     # the daemon writes the file: give it an absolute path, since its working directory is not ours
     result = await client.call("backup", path=str(Path(args.path).resolve()))
-    print(f"backed up to {result['path']} ({result['bytes']} bytes)")
+    _say(f"backed up to {result['path']} ({result['bytes']} bytes)")
     return 0
 
 
@@ -146,17 +150,17 @@ async def cmd_status(client: DaemonClient, args: argparse.Namespace) -> int:
     else:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(result["counts"].items())) or "none yet"
         enabled = ", ".join(k for k, v in result["channels"].items() if v) or "none"
-        print(f"failover-notify {result['version']}, up {result['uptime_s']:.0f} s")
+        _say(f"failover-notify {result['version']}, up {result['uptime_s']:.0f} s")
         paused = " (PAUSED: `fnotify resume` to deliver)" if result.get("paused") else ""
-        print(f"  queue depth {result['queue_depth']}, in flight {result['in_flight']}{paused}")
-        print(f"  notifications: {counts}")
-        print(f"  channels enabled: {enabled}")
+        _say(f"  queue depth {result['queue_depth']}, in flight {result['in_flight']}{paused}")
+        _say(f"  notifications: {counts}")
+        _say(f"  channels enabled: {enabled}")
     return 0
 
 
 async def cmd_watch(client: DaemonClient, args: argparse.Namespace) -> int:
     async for event in client.subscribe():
-        print(json.dumps(event, ensure_ascii=False), flush=True)
+        print(render.json_text(event, indent=None), flush=True)
     return 0
 
 
@@ -168,7 +172,7 @@ def _recipient_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 async def cmd_recipient_add(client: DaemonClient, args: argparse.Namespace) -> int:
     result = await client.call("recipient.add", **_recipient_fields(args))
-    _print_json(result) if args.json else print(f"recipient {result['id']} added: {result['name']}")
+    _print_json(result) if args.json else _say(f"recipient {result['id']} added: {render.visible(result['name'])}")
     return 0
 
 
@@ -177,13 +181,13 @@ async def cmd_recipient_update(client: DaemonClient, args: argparse.Namespace) -
     if args.opt_out is not None:
         params["opt_out"] = [c for c in args.opt_out.split(",") if c]
     result = await client.call("recipient.update", id=args.id, **params)
-    _print_json(result) if args.json else print(f"recipient {result['id']} updated")
+    _print_json(result) if args.json else _say(f"recipient {result['id']} updated")
     return 0
 
 
 async def cmd_recipient_list(client: DaemonClient, args: argparse.Namespace) -> int:
     result = await client.call("recipient.list")
-    _print_json(result) if args.json else print(render.recipient_list(result))
+    _print_json(result) if args.json else _say(render.recipient_list(result))
     return 0
 
 
@@ -198,7 +202,7 @@ async def cmd_recipient_link(client: DaemonClient, args: argparse.Namespace) -> 
     if args.json:
         _print_json(result)
     else:
-        print(f"{result['url']}\n(single use, expires {result['expires_at']})")
+        _say(f"{render.visible(result['url'])}\n(single use, expires {result['expires_at']})")
     return 0
 
 
@@ -255,13 +259,14 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.func(args, config))
         return run_client_command(args.func, args, config)
     except ConfigError as exc:
-        print(f"fnotify: configuration error:\n{exc}", file=sys.stderr)
+        _say(f"fnotify: configuration error:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
     except CliError as exc:
-        print(f"fnotify: {exc}", file=sys.stderr)
+        # the daemon's refusals quote the values they refuse: one line, nothing raw
+        _say(f"fnotify: {render.visible(str(exc))}", file=sys.stderr)
         return exc.status
     except FnotifyError as exc:
-        print(f"fnotify: {exc}", file=sys.stderr)
+        _say(f"fnotify: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except KeyboardInterrupt:
         return 130

@@ -1,9 +1,46 @@
-"""Human-readable rendering of notifications, attempts and recipients for the CLI."""
+"""Human-readable rendering of notifications, attempts and recipients for the CLI.
+
+Every text here may come from an API client (a message, a subject, a recipient's name, a provider's
+error echoing them), so nothing reaches the terminal raw: ESC starts sequences that clear the
+screen, set the window title or write the clipboard (OSC 52), CR overwrites a line to fake a
+"DELIVERED", C1 controls (U+0080-U+009F) are 8-bit escapes, and bidi overrides (U+202E) reorder
+what is shown. ``visible`` writes them as escapes instead; ``json_text`` keeps JSON exact.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
 from typing import Any
+
+# C0 (ESC, BEL, CR, TAB, LF...), DEL and C1; bidi marks, embeddings, overrides and isolates; the
+# line and paragraph separators; lone surrogates (which would make print() itself raise)
+_UNSAFE = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+UNSAFE = re.compile(f"[\x00-\x1f{_UNSAFE}]")
+UNSAFE_KEEPING_NEWLINES = re.compile(f"[\x00-\x09\x0b-\x1f{_UNSAFE}]")
+# what json.dumps(ensure_ascii=False) leaves raw: it already escapes C0 inside strings, and outside
+# strings JSON is ASCII, so any of these is inside a string and may be written as \uXXXX
+UNSAFE_IN_JSON = re.compile(f"[{_UNSAFE}]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def visible(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` safe for a terminal: control, bidi and separator characters written as ``\\x1b``,
+    ``\\r``, ``\\u202e``... (a newline too, unless ``keep_newlines``). Other text is unchanged."""
+    return (UNSAFE_KEEPING_NEWLINES if keep_newlines else UNSAFE).sub(_escape, text)
+
+
+def json_text(value: Any, *, indent: int | None = 2) -> str:
+    """``value`` as JSON that decodes to exactly ``value`` and is safe to print to a terminal."""
+    dumped = json.dumps(value, ensure_ascii=False, indent=indent)
+    return UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped)
 
 
 def _time(value: str | None) -> str:
@@ -13,6 +50,8 @@ def _time(value: str | None) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns; every cell is made ``visible`` (a newline in a name cannot fake a row)."""
+    rows = [[visible(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
@@ -37,12 +76,13 @@ def notification(n: dict[str, Any]) -> str:
         f"  created: {n['created_at']}",
     ]
     if n.get("subject"):
-        lines.append(f"  subject: {n['subject']}")
+        lines.append(f"  subject: {visible(n['subject'])}")
     if n.get("idempotency_key"):
-        lines.append(f"  key:     {n['idempotency_key']}")
+        lines.append(f"  key:     {visible(n['idempotency_key'])}")
     if n.get("next_attempt_at") and n["status"] in ("queued", "sending"):
         lines.append(f"  next attempt: {n['next_attempt_at']}")
-    lines.append(f"  message: {n['text']}")
+    # a multi-line message keeps its lines, indented, so none of them can pass for a line of ours
+    lines.append("  message: " + "\n           ".join(visible(line) for line in n["text"].split("\n")))
     if n.get("attempts"):
         lines += ["", attempt_log(n["attempts"])]
     return "\n".join(lines)
