@@ -20,6 +20,7 @@ from daemon.client import DaemonClient, DaemonUnavailable, RemoteError
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError, FnotifyError
 from daemon.models import FINAL_STATUSES
+from daemon.terminal import visible
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
 
@@ -36,7 +37,7 @@ def _print_json(value: Any) -> None:
 
 def _say(text: str, *, file: TextIO | None = None) -> None:
     """Print human output; any text in it may come from an API client, so it is made ``visible``."""
-    print(render.visible(text, keep_newlines=True), file=file)
+    print(visible(text, keep_newlines=True), file=file)
 
 
 def _socket_path(args: argparse.Namespace, config: Config) -> Path:
@@ -172,7 +173,7 @@ def _recipient_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 async def cmd_recipient_add(client: DaemonClient, args: argparse.Namespace) -> int:
     result = await client.call("recipient.add", **_recipient_fields(args))
-    _print_json(result) if args.json else _say(f"recipient {result['id']} added: {render.visible(result['name'])}")
+    _print_json(result) if args.json else _say(f"recipient {result['id']} added: {visible(result['name'])}")
     return 0
 
 
@@ -202,7 +203,7 @@ async def cmd_recipient_link(client: DaemonClient, args: argparse.Namespace) -> 
     if args.json:
         _print_json(result)
     else:
-        _say(f"{render.visible(result['url'])}\n(single use, expires {result['expires_at']})")
+        _say(f"{visible(result['url'])}\n(single use, expires {result['expires_at']})")
     return 0
 
 
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except CliError as exc:
         # the daemon's refusals quote the values they refuse: one line, nothing raw
-        _say(f"fnotify: {render.visible(str(exc))}", file=sys.stderr)
+        _say(f"fnotify: {visible(str(exc))}", file=sys.stderr)
         return exc.status
     except FnotifyError as exc:
         _say(f"fnotify: {exc}", file=sys.stderr)

@@ -13,7 +13,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
-from daemon import render
+from daemon.terminal import visible
 from tests.conftest import RunningDaemon
 
 OSC_TITLE = "\x1b]0;pwned\x07"
@@ -127,6 +127,6 @@ async def test_watch_prints_events_as_json_without_raw_controls(bare_daemon: Run
 
 def test_visible_leaves_ordinary_unicode_alone() -> None:
     text = "Привет 👨‍👩‍👧‍👦 日本語 naïve — \\path"
-    assert render.visible(text) == text
-    assert render.visible("a\nb") == "a\\nb"
-    assert render.visible("a\nb", keep_newlines=True) == "a\nb"
+    assert visible(text) == text
+    assert visible("a\nb") == "a\\nb"
+    assert visible("a\nb", keep_newlines=True) == "a\nb"
