@@ -48,16 +48,17 @@ async def test_replies_and_notifications_to_one_chat_share_its_budget(
     suite.telegram.limit_rate(rate_global=30.0, rate_per_chat=PER_CHAT)
     try:
         ann = (await daemon.call("recipient.add", name="Ann", telegram_chat_id=CHAT))["id"]
+        ids = []
         for n in range(6):
             suite.telegram.user_sends(CHAT, "/help")
-            await daemon.call("send", recipient_id=ann, message=f"disk {n}", chain=["telegram"])
+            ids.append((await daemon.call("send", recipient_id=ann, message=f"disk {n}", chain=["telegram"]))["id"])
         suite.telegram.user_sends(OTHER_CHAT, "/help")  # another chat is not held up by this one
 
         async def all_sent() -> bool:
             return len(chat_texts(suite, CHAT)) >= 12 and len(chat_texts(suite, OTHER_CHAT)) == 1
 
         await eventually(all_sent, timeout=15)
-        statuses = [n["status"] for n in await daemon.call("list")]
+        statuses = [(await daemon.wait_final(i))["status"] for i in ids]
     finally:
         await stop_daemon(daemon)
     assert suite.telegram.flood is not None and suite.telegram.flood.refusals == 0
