@@ -29,6 +29,7 @@ from aiohttp import web
 from bot import texts
 from bot.handlers import build_router, on_error
 from bot.links import LinkIssuer
+from bot.pacing import ReplyPacing, handling_update
 from daemon.api.http_guard import Listener, ListenerLimits
 from daemon.api.service import Service
 from daemon.channels.telegram import TelegramChannel
@@ -74,6 +75,7 @@ class TelegramBot:
         self._handling: dict[asyncio.Task[Any], int] = {}  # handler task -> its update_id
         self._last_update_id = 0
         self._resume_offset = resume_offset  # updates a previous instance handled (same bot)
+        self._pacing = ReplyPacing(channel.pacer)  # replies share the adapter's per-chat budget
 
     @property
     def mode(self) -> str:
@@ -84,6 +86,7 @@ class TelegramBot:
         that cannot be bound is a ConfigError, as for any server of the daemon."""
         if self.mode == "webhook":
             await self._listen_webhook()
+        self.bot.session.middleware(self._pacing)
         self._task = asyncio.create_task(self._run(), name="telegram-bot")
 
     @property
@@ -110,6 +113,7 @@ class TelegramBot:
         if self._polling and confirm:
             await self._confirm(offset)
         self._polling = False
+        self.bot.session.middleware.unregister(self._pacing)  # the session outlives this bot (reload)
         log.info("Telegram bot stopped")
         return offset
 
@@ -172,7 +176,8 @@ class TelegramBot:
         if task is not None:
             self._handling[task] = update_id
         try:
-            return await handler(event, data)
+            with handling_update():  # this task's replies are paced with the notifications
+                return await handler(event, data)
         finally:
             if task is not None:
                 self._handling.pop(task, None)

@@ -14,10 +14,12 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive, var
 from textual.screen import Screen
 
 from daemon.client import ClientError
+from daemon.protocol import visible
 from tui.base import HostApp
 from tui.commands import FnotifyCommands
 from tui.connection import Connected, DaemonConnection, DaemonEvent, Disconnected
@@ -70,6 +72,13 @@ class FnotifyApp(HostApp):
     def on_mount(self) -> None:
         self.run_worker(self.connection.run_event_stream(), name="event-stream", group="connection",
                         exclusive=True)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """A toast. Every toast here quotes names, notification states or the daemon's errors, so
+        its text is always shown as text: ``markup`` is ignored, control characters are escaped."""
+        super().notify(visible(message, keep_newlines=True), title=visible(title), severity=severity,
+                       timeout=timeout, markup=False)
 
     async def call(self, op: str, **params: Any) -> Any:
         """One daemon request (from a worker); raises DaemonUnavailable or RemoteError."""

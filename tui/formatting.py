@@ -3,6 +3,11 @@
 Pure functions returning strings or Rich ``Text``; times are shown in ``tz`` (the local zone
 unless the app was given one) relative to an injected ``now``, so snapshots do not depend on
 the machine's clock or zone.
+
+Names, messages, subjects and the daemon's errors quoting them come from API clients: they reach
+the screen only through ``plain``/``shown`` (or ``first_line``), never as a markup string (a name
+``Bob [/]`` raised MarkupError, ``[@click=app.quit]`` made a clickable action), and with control
+characters written as escapes rather than handed to the terminal.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from rich.text import Text
+
+from daemon.protocol import visible
 
 STATUS_STYLES: dict[str, tuple[str, str]] = {  # status -> (icon, style)
     "queued": ("·", "cyan"),
@@ -34,6 +41,16 @@ TELEGRAM_STATE_STYLES = {"linked": "green", "not linked": "bright_black", "opted
                          "blocked": "bold red"}
 VERDICT_STYLES = {"disabled": "bright_black", "idle": "bright_black", "ok": "bold green",
                   "degraded": "bold yellow", "failing": "bold white on red", "down": "bold white on red"}
+
+
+def shown(value: object, *, keep_newlines: bool = False) -> str:
+    """``value`` as a string for the screen: control and bidi characters written as escapes."""
+    return visible(str(value), keep_newlines=keep_newlines)
+
+
+def plain(value: object, style: str = "", *, keep_newlines: bool = False) -> Text:
+    """``value`` as ``Text`` (never parsed as markup), control and bidi characters as escapes."""
+    return Text(shown(value, keep_newlines=keep_newlines), style=style)
 
 
 def status_text(status: str | None) -> Text:
@@ -110,8 +127,8 @@ def retry_wait(attempt: dict[str, Any]) -> float | None:
 
 
 def first_line(text: str | None, width: int) -> str:
-    """The first non-empty line, cut to ``width`` cells with an ellipsis."""
-    line = next((part.strip() for part in (text or "").splitlines() if part.strip()), "")
+    """The first non-empty line, ``shown`` and cut to ``width`` cells with an ellipsis."""
+    line = shown(next((part.strip() for part in (text or "").splitlines() if part.strip()), ""))
     if width <= 1:
         return line[:max(width, 0)]
     return line if len(line) <= width else line[: width - 1] + "…"

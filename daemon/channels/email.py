@@ -16,12 +16,15 @@ This module is the only place that looks at aiosmtplib's exceptions; ``_translat
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import re
 import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime, make_msgid, parseaddr
 
 import aiosmtplib
@@ -41,6 +44,12 @@ IDLE_PING_AFTER = 30.0
 QUIT_TIMEOUT = 2.0
 # str.splitlines() breaks on these too; any of them in a header would start a new line somewhere
 LINE_BREAKS = frozenset("\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+WORD_BYTES = 42
+"""UTF-8 bytes per encoded word: 56 base64 characters, a 68-character word, so "Subject: " plus
+one word stays within the 78-character line RFC 5322 recommends (RFC 2047 allows 75 per word)."""
+# printable ASCII words separated by single spaces, none of which looks like an encoded word:
+# the email package folds and unfolds these losslessly, so they stay readable on the wire
+PLAIN_SUBJECT = re.compile(r"(?!.*=\?)(?:[!-~]{1,60}(?: [!-~]{1,60})*)?")
 
 
 @dataclass(slots=True)
@@ -132,7 +141,7 @@ class EmailChannel:
         try:
             email["From"] = self.config.sender
             email["To"] = address
-            email["Subject"] = subject
+            email["Subject"] = subject if PLAIN_SUBJECT.fullmatch(subject) else EncodedSubject(subject)
             email["Date"] = format_datetime(datetime.now(UTC))
             email["Message-ID"] = make_msgid(idstring=f"n{message.notification_id}", domain=self._domain)
             email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies, please
@@ -236,6 +245,47 @@ def default_subject(text: str) -> str:
     if not line:
         return DEFAULT_SUBJECT
     return line if len(line) <= SUBJECT_MAX else line[: SUBJECT_MAX - 1].rstrip() + "…"
+
+
+class EncodedSubject(str):
+    """A Subject header written as RFC 2047 encoded words, each space kept inside a word.
+
+    Python's header folder puts the space between two words *between* two encoded words, where
+    decoders drop it (RFC 2047 §6.2): "темы, довольно" arrived as "темы,довольно". Here the text is
+    cut into encoded words at character boundaries only, so decoding gives back exactly the text.
+    The email package uses an object with ``name`` and ``fold()`` as the header as is (the
+    documented ``EmailPolicy.header_store_parse`` contract), so the policy never refolds it.
+    """
+
+    name = "Subject"
+    _words: list[str]
+
+    def __new__(cls, text: str) -> EncodedSubject:
+        self = super().__new__(cls, text)
+        # encode now: a lone surrogate fails here, inside build_message, not halfway through a send
+        self._words = encoded_words(text)
+        return self
+
+    def fold(self, *, policy: Policy) -> str:
+        """``Subject: word`` with one encoded word per line (``policy`` gives the line ending)."""
+        return f"{self.name}: " + f"{policy.linesep} ".join(self._words) + policy.linesep
+
+
+def encoded_words(text: str) -> list[str]:
+    """``text`` as UTF-8 base64 encoded words of at most WORD_BYTES bytes, never splitting a character."""
+    words: list[str] = []
+    chunk = b""
+    for char in text:
+        encoded = char.encode("utf-8")
+        if chunk and len(chunk) + len(encoded) > WORD_BYTES:
+            words.append(_encoded_word(chunk))
+            chunk = b""
+        chunk += encoded
+    return [*words, _encoded_word(chunk)]
+
+
+def _encoded_word(chunk: bytes) -> str:
+    return f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?="
 
 
 def _has_line_break(value: str) -> bool:

@@ -10,16 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from daemon.cli import render
 from daemon.client import DaemonClient, DaemonUnavailable, RemoteError
 from daemon.config import Config
 from daemon.core.models import FINAL_STATUSES
+from daemon.protocol import visible
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
 
@@ -31,7 +31,12 @@ class CliError(Exception):
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2))
+    print(render.json_text(value))
+
+
+def say(text: str, *, file: TextIO | None = None) -> None:
+    """Print human output; any text in it may come from an API client, so it is made ``visible``."""
+    print(visible(text, keep_newlines=True), file=file)
 
 
 def _socket_path(args: argparse.Namespace, config: Config) -> Path:
@@ -56,10 +61,10 @@ async def cmd_send(client: DaemonClient, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     elif args.wait:
-        print(render.notification(result))
+        say(render.notification(result))
     else:
         note = "" if result.get("created", True) else " (already sent with this key)"
-        print(f"notification {result['id']} {result['status']}{note}")
+        say(f"notification {result['id']} {result['status']}{note}")
     return 0 if not args.wait or result["status"] in ("delivered", "acknowledged") else EXIT_REFUSED
 
 
@@ -95,7 +100,7 @@ async def _wait_final(client: DaemonClient, notification_id: int, timeout: float
 
 async def cmd_show(client: DaemonClient, args: argparse.Namespace) -> int:
     result = await client.call("show", id=args.id)
-    _print_json(result) if args.json else print(render.notification(result))
+    _print_json(result) if args.json else say(render.notification(result))
     return 0
 
 
@@ -103,19 +108,19 @@ async def cmd_list(client: DaemonClient, args: argparse.Namespace) -> int:
     params = {k: v for k, v in (("status", args.status), ("recipient_id", args.recipient),
                                 ("limit", args.limit)) if v is not None}
     result = await client.call("list", **params)
-    _print_json(result) if args.json else print(render.notification_list(result))
+    _print_json(result) if args.json else say(render.notification_list(result))
     return 0
 
 
 async def cmd_cancel(client: DaemonClient, args: argparse.Namespace) -> int:
     result = await client.call("cancel", id=args.id)
-    _print_json(result) if args.json else print(f"notification {result['id']} {result['status']}")
+    _print_json(result) if args.json else say(f"notification {result['id']} {result['status']}")
     return 0
 
 
 async def cmd_retry(client: DaemonClient, args: argparse.Namespace) -> int:
     result = await client.call("retry", id=args.id)
-    _print_json(result) if args.json else print(f"notification {result['id']} {result['status']} again")
+    _print_json(result) if args.json else say(f"notification {result['id']} {result['status']} again")
     return 0
 
 
@@ -136,7 +141,7 @@ async def cmd_backup(client: DaemonClient, args: argparse.Namespace) -> int:
     # without one it picks a new file in its own backups directory
     params = {"path": str(Path(args.path).resolve())} if args.path else {}
     result = await client.call("backup", **params)
-    print(f"backed up to {result['path']} ({result['bytes']} bytes)")
+    say(f"backed up to {result['path']} ({result['bytes']} bytes)")
     return 0
 
 
@@ -147,17 +152,17 @@ async def cmd_status(client: DaemonClient, args: argparse.Namespace) -> int:
     else:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(result["counts"].items())) or "none yet"
         enabled = ", ".join(k for k, v in result["channels"].items() if v) or "none"
-        print(f"failover-notify {result['version']}, up {result['uptime_s']:.0f} s")
+        say(f"failover-notify {result['version']}, up {result['uptime_s']:.0f} s")
         paused = " (PAUSED: `fnotify resume` to deliver)" if result.get("paused") else ""
-        print(f"  queue depth {result['queue_depth']}, in flight {result['in_flight']}{paused}")
-        print(f"  notifications: {counts}")
-        print(f"  channels enabled: {enabled}")
+        say(f"  queue depth {result['queue_depth']}, in flight {result['in_flight']}{paused}")
+        say(f"  notifications: {counts}")
+        say(f"  channels enabled: {enabled}")
     return 0
 
 
 async def cmd_watch(client: DaemonClient, args: argparse.Namespace) -> int:
     async for event in client.subscribe():
-        print(json.dumps(event, ensure_ascii=False), flush=True)
+        print(render.json_text(event, indent=None), flush=True)
     return 0
 
 
@@ -169,7 +174,7 @@ def _recipient_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 async def cmd_recipient_add(client: DaemonClient, args: argparse.Namespace) -> int:
     result = await client.call("recipient.add", **_recipient_fields(args))
-    _print_json(result) if args.json else print(f"recipient {result['id']} added: {result['name']}")
+    _print_json(result) if args.json else say(f"recipient {result['id']} added: {visible(result['name'])}")
     return 0
 
 
@@ -178,13 +183,13 @@ async def cmd_recipient_update(client: DaemonClient, args: argparse.Namespace) -
     if args.opt_out is not None:
         params["opt_out"] = [c for c in args.opt_out.split(",") if c]
     result = await client.call("recipient.update", id=args.id, **params)
-    _print_json(result) if args.json else print(f"recipient {result['id']} updated")
+    _print_json(result) if args.json else say(f"recipient {result['id']} updated")
     return 0
 
 
 async def cmd_recipient_list(client: DaemonClient, args: argparse.Namespace) -> int:
     result = await client.call("recipient.list")
-    _print_json(result) if args.json else print(render.recipient_list(result))
+    _print_json(result) if args.json else say(render.recipient_list(result))
     return 0
 
 
@@ -199,7 +204,7 @@ async def cmd_recipient_link(client: DaemonClient, args: argparse.Namespace) -> 
     if args.json:
         _print_json(result)
     else:
-        print(f"{result['url']}\n(single use, expires {result['expires_at']})")
+        say(f"{visible(result['url'])}\n(single use, expires {result['expires_at']})")
     return 0
 
 

@@ -15,10 +15,12 @@ from daemon.cli.commands import (
     LOCAL_COMMANDS,
     CliError,
     run_client_command,
+    say,
 )
 from daemon.cli.parser import build_parser
 from daemon.config import load_config
 from daemon.core.errors import ConfigError, FnotifyError
+from daemon.protocol import visible
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,13 +36,14 @@ def main(argv: list[str] | None = None) -> int:
             return int(LOCAL_COMMANDS[args.command](args, config))
         return run_client_command(CLIENT_COMMANDS[args.command], args, config)
     except ConfigError as exc:
-        print(f"fnotify: configuration error:\n{exc}", file=sys.stderr)
+        say(f"fnotify: configuration error:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
     except CliError as exc:
-        print(f"fnotify: {exc}", file=sys.stderr)
+        # the daemon's refusals quote the values they refuse: one line, nothing raw
+        say(f"fnotify: {visible(str(exc))}", file=sys.stderr)
         return exc.status
     except FnotifyError as exc:
-        print(f"fnotify: {exc}", file=sys.stderr)
+        say(f"fnotify: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except KeyboardInterrupt:
         return 130

@@ -1,9 +1,23 @@
-"""Human-readable rendering of notifications, attempts and recipients for the CLI."""
+"""Human-readable rendering of notifications, attempts and recipients for the CLI.
+
+Every text here may come from an API client (a message, a subject, a recipient's name, a provider's
+error echoing them), so it goes through ``terminal.visible`` before it is printed; ``json_text``
+keeps JSON exact and terminal-safe too.
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
+
+from daemon.protocol import UNSAFE_IN_JSON, visible
+
+
+def json_text(value: Any, *, indent: int | None = 2) -> str:
+    """``value`` as JSON that decodes to exactly ``value`` and is safe to print to a terminal."""
+    dumped = json.dumps(value, ensure_ascii=False, indent=indent)
+    return UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped)
 
 
 def _time(value: str | None) -> str:
@@ -13,6 +27,8 @@ def _time(value: str | None) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns; every cell is made ``visible`` (a newline in a name cannot fake a row)."""
+    rows = [[visible(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
@@ -37,12 +53,13 @@ def notification(n: dict[str, Any]) -> str:
         f"  created: {n['created_at']}",
     ]
     if n.get("subject"):
-        lines.append(f"  subject: {n['subject']}")
+        lines.append(f"  subject: {visible(n['subject'])}")
     if n.get("idempotency_key"):
-        lines.append(f"  key:     {n['idempotency_key']}")
+        lines.append(f"  key:     {visible(n['idempotency_key'])}")
     if n.get("next_attempt_at") and n["status"] in ("queued", "sending"):
         lines.append(f"  next attempt: {n['next_attempt_at']}")
-    lines.append(f"  message: {n['text']}")
+    # a multi-line message keeps its lines, indented, so none of them can pass for a line of ours
+    lines.append("  message: " + "\n           ".join(visible(line) for line in n["text"].split("\n")))
     if n.get("attempts"):
         lines += ["", attempt_log(n["attempts"])]
     return "\n".join(lines)

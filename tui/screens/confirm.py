@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from tui.formatting import plain
+
 
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -18,6 +20,7 @@ class ConfirmScreen(ModalScreen[bool]):
     ]
 
     def __init__(self, question: str, yes: str = "Yes", no: str = "No") -> None:
+        """``question`` is shown as plain text: it may quote a recipient's name."""
         super().__init__()
         self.question = question
         self.yes_label = yes
@@ -25,7 +28,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.question, classes="question")
+            yield Static(plain(self.question), classes="question")
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.yes_label} (y)", variant="error", id="yes", compact=True)
                 yield Button(f"{self.no_label} (n)", id="no", compact=True)

@@ -21,7 +21,7 @@ from textual.widgets import Footer, Header, Static
 from daemon.client import DaemonUnavailable, RemoteError
 from tui.base import fnotify_app
 from tui.connection import Connected, DaemonEvent
-from tui.formatting import chain_text, full_time, status_text
+from tui.formatting import chain_text, full_time, plain, shown, status_text
 from tui.model import REDRIVABLE_STATUSES, TUI_KEY_PREFIX, Notification, apply_event, is_final, notification_id_of
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.attempt_timeline import AttemptTimeline
@@ -65,7 +65,7 @@ class NotificationDetailScreen(Screen[None]):
         except DaemonUnavailable:
             return
         except RemoteError as exc:
-            self.query_one("#summary", Static).update(Text(str(exc), style="bold red"))
+            self.query_one("#summary", Static).update(plain(exc, style="bold red"))
             return
         self.render_notification()
 
@@ -88,7 +88,7 @@ class NotificationDetailScreen(Screen[None]):
         app = fnotify_app(self)
         tz = app.display_tz
         title = Text.assemble(
-            (f"#{n['id']}", "bold"), " → ", (app.recipient_name(n["recipient_id"]), "bold"),
+            (f"#{n['id']}", "bold"), " → ", (shown(app.recipient_name(n["recipient_id"])), "bold"),
             (f"  recipient {n['recipient_id']}", "bright_black"), "   ", status_text(n["status"]),
         )
         facts = Table.grid(padding=(0, 2))
@@ -98,16 +98,16 @@ class NotificationDetailScreen(Screen[None]):
         created, updated = full_time(n.get("created_at"), tz), full_time(n.get("updated_at"), tz)
         facts.add_row("created", f"{created}   updated {updated}")
         if n.get("subject"):
-            facts.add_row("subject", Text(str(n["subject"])))
+            facts.add_row("subject", plain(n["subject"]))
         key = str(n.get("idempotency_key") or "")
         if key and not key.startswith(TUI_KEY_PREFIX):  # the send form's own keys are noise here
-            facts.add_row("key", Text(key))
+            facts.add_row("key", plain(key))
         if n.get("deadline"):
             facts.add_row("expires", full_time(n["deadline"], tz))
         if n.get("ack_timeout"):
             facts.add_row("ack", f"wanted within {n['ack_timeout']:.0f} s")
         self.query_one("#summary", Static).update(Group(title, facts))
-        self.query_one("#message-text", Static).update(Text(n.get("text") or ""))
+        self.query_one("#message-text", Static).update(plain(n.get("text") or "", keep_newlines=True))
         self.query_one(AttemptTimeline).show(n, tz)
 
     # -- actions ------------------------------------------------------------------------------

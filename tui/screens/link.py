@@ -15,7 +15,7 @@ from textual.widgets import Button, Static
 from daemon.client import DaemonUnavailable, RemoteError
 from tui.base import fnotify_app
 from tui.connection import DaemonEvent
-from tui.formatting import full_time
+from tui.formatting import full_time, plain, shown
 from tui.model import Recipient
 from tui.qr import qr_text
 
@@ -36,7 +36,7 @@ class LinkScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog", id="link-dialog"):
-            yield Static(Text(f"Telegram opt-in link for {self.recipient['name']}", style="bold"),
+            yield Static(plain(f"Telegram opt-in link for {self.recipient['name']}", style="bold"),
                          classes="dialog-title")
             yield Static("asking the daemon for a link…", id="link-body")
             yield Static(id="link-qr")  # hidden until there is a link
@@ -52,7 +52,7 @@ class LinkScreen(ModalScreen[None]):
         if message.kind != "recipient.linked" or message.data.get("recipient_id") != self.recipient["id"]:
             return
         self.query_one("#link-qr", Static).display = False
-        self.query_one("#link-body", Static).update(Text(
+        self.query_one("#link-body", Static).update(plain(
             f"✓ {self.recipient['name']} opened the link: Telegram chat {message.data.get('telegram_chat_id')} "
             "is linked, and notifications reach them there now.", style="bold green"))
 
@@ -66,15 +66,15 @@ class LinkScreen(ModalScreen[None]):
             result = await fnotify_app(self).call("recipient.link", id=self.recipient["id"])
         except RemoteError as exc:
             if exc.code == "unsupported":
-                said = (f"\n\n(the daemon says: {exc})", "bright_black")
+                said = (f"\n\n(the daemon says: {shown(exc)})", "bright_black")
                 body.update(Text.assemble(UNSUPPORTED, said))
             else:
-                body.update(Text(str(exc), style="bold red"))
+                body.update(plain(exc, style="bold red"))
             return
         except DaemonUnavailable as exc:
-            body.update(Text(str(exc), style="bold red"))
+            body.update(plain(exc, style="bold red"))
             return
-        url = str(result["url"])
+        url = shown(result["url"])
         expires = full_time(result.get("expires_at"), fnotify_app(self).display_tz)
         body.update(Text.assemble(
             "Send this link to the recipient, or let them scan the code:\n\n",

@@ -20,6 +20,7 @@ from textual.widgets import Footer, Header, Input, Select, Static
 from daemon.client import DaemonUnavailable, RemoteError
 from tui.base import fnotify_app
 from tui.connection import Connected, DaemonEvent
+from tui.formatting import plain
 from tui.model import STATUSES, Notification, NotificationFilter, apply_event, is_final, notification_id_of
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.banner import ConnectionBanner
@@ -138,7 +139,7 @@ class NotificationsScreen(Screen[None]):
         select: Select[int] = self.query_one("#recipient-filter", Select)
         current = select.value
         by_name = sorted(recipients, key=lambda r: str(r["name"]).lower())
-        options = [(str(r["name"]), int(r["id"])) for r in by_name]
+        options = [(plain(r["name"]), int(r["id"])) for r in by_name]
         with select.prevent(Select.Changed):
             select.set_options(options)
             if current in [value for _, value in options]:

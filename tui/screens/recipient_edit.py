@@ -14,7 +14,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from daemon.client import DaemonUnavailable, RemoteError
 from tui.base import fnotify_app
-from tui.formatting import telegram_state_text
+from tui.formatting import plain, shown, telegram_state_text
 from tui.model import CHANNELS, Recipient, changed_fields, recipient_params
 from tui.widgets.form_errors import FieldError, clear_errors, remote_reason, show_error
 
@@ -41,12 +41,13 @@ class RecipientEditScreen(ModalScreen[None]):
         r = self.recipient or {}
         title = "Add a recipient" if self.recipient is None else f"Edit {r['name']} (#{r['id']})"
         with VerticalScroll(classes="dialog form", id="recipient-dialog"):
-            yield Static(Text(title, style="bold"), classes="dialog-title")
+            yield Static(plain(title, style="bold"), classes="dialog-title")
             for field, label, placeholder in FIELDS:
                 with Horizontal(classes="field-row"):
                     yield Label(label, classes="row-label")
                     value = r.get(field)
-                    yield Input("" if value is None else str(value), placeholder=placeholder, compact=True,
+                    # an Input hands its value to the terminal as it is: show control characters escaped
+                    yield Input("" if value is None else shown(value), placeholder=placeholder, compact=True,
                                 id=field)
                 yield FieldError(field)
             if self.recipient is not None:
@@ -79,7 +80,12 @@ class RecipientEditScreen(ModalScreen[None]):
     def _form_params(self) -> dict[str, Any]:
         values = {field: self.query_one(f"#{field}", Input).value for field, _, _ in FIELDS}
         opt_out = [c for c in CHANNELS if self.query_one(f"#opt-out-{c}", Checkbox).value]
-        return recipient_params(values, opt_out)
+        params = recipient_params(values, opt_out)
+        for field, _, _ in FIELDS:  # a value left as it was shown (escaped) keeps its real text
+            before = (self.recipient or {}).get(field)
+            if isinstance(before, str) and params.get(field) == shown(before).strip():
+                params[field] = before
+        return params
 
     def action_save(self) -> None:
         if self.saving:

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from daemon.client import DaemonUnavailable, RemoteError
 from tui.base import fnotify_app
-from tui.formatting import telegram_state_text
+from tui.formatting import plain, telegram_state_text
 from tui.model import Recipient
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.link import LinkScreen
@@ -38,9 +38,9 @@ class RecipientTable(DataTable[Any]):
         for r in recipients:
             self.add_row(
                 Text(str(r["id"]), style="bright_black"),
-                Text(str(r["name"]), style="bold"),
-                r.get("email") or Text("-", style="bright_black"),
-                r.get("phone") or Text("-", style="bright_black"),
+                plain(r["name"], style="bold"),  # Text, not str: DataTable reads a str cell as markup
+                plain(r["email"]) if r.get("email") else Text("-", style="bright_black"),
+                plain(r["phone"]) if r.get("phone") else Text("-", style="bright_black"),
                 telegram_state_text(r.get("telegram_state")),
                 ", ".join(r.get("opt_out") or []) or Text("-", style="bright_black"),
                 key=str(r["id"]),

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.formatting import OUTCOME_STYLES, duration, outcome_text, precise_time, retry_wait, seconds
+from tui.formatting import OUTCOME_STYLES, duration, outcome_text, precise_time, retry_wait, seconds, shown
 from tui.model import Notification, is_final
 
 
@@ -19,9 +19,9 @@ def attempt_detail(attempt: dict[str, Any], tz: tzinfo | None) -> Text:
     """The error (or the provider's message id), then when the same channel is tried again."""
     text = Text()
     if attempt.get("error"):
-        text.append(str(attempt["error"]))
+        text.append(shown(attempt["error"]))  # a provider's error may quote the message or address
     elif attempt.get("provider_message_id"):
-        text.append(f"id {attempt['provider_message_id']}", style="bright_black")
+        text.append(f"id {shown(attempt['provider_message_id'])}", style="bright_black")
     wait = retry_wait(attempt)
     if wait is not None:
         if text:

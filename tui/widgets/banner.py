@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tui.base import fnotify_app
+from tui.formatting import shown
 
 
 class ConnectionBanner(Static):
@@ -21,6 +22,6 @@ class ConnectionBanner(Static):
         if problem is None:
             return
         path = fnotify_app(self).socket_path
-        text = Text.assemble(("⚠ daemon not reachable at ", "bold"), (str(path), "bold"),
-                             (" — retrying", "bold"), (f"  ({problem}; start it with `fnotify run`)", ""))
+        text = Text.assemble(("⚠ daemon not reachable at ", "bold"), (shown(path), "bold"),
+                             (" — retrying", "bold"), (f"  ({shown(problem)}; start it with `fnotify run`)", ""))
         self.update(text)

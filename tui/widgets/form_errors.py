@@ -6,6 +6,7 @@ from textual.dom import DOMNode
 from textual.widgets import Static
 
 from daemon.client import RemoteError
+from daemon.protocol import visible
 
 FORM_LEVEL = "form"
 
@@ -22,7 +23,7 @@ class FieldError(Static):
         self.field = field
 
     def show_error(self, message: str | None) -> None:
-        self.update(f"↑ {message}" if message else "")
+        self.update(f"↑ {visible(message)}" if message else "")  # markup=False above; no raw controls
         self.display = bool(message)
 
 

@@ -16,7 +16,7 @@ from textual import events
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
-from tui.formatting import first_line, short_time, status_text
+from tui.formatting import first_line, plain, short_time, status_text
 from tui.model import Notification
 
 WIDE = 100  # from this width on, the table also shows the notification id
@@ -77,11 +77,12 @@ class NotificationTable(DataTable[Any]):
         values: dict[str, Any] = {
             "time": n["_time"],
             "id": Text(str(n["id"]), style="bright_black"),
-            "to": first_line(name, next(c.width for c in plan if c.key == "to")),
-            "channel": n.get("channel") or "-",
+            # Text, not str: DataTable reads a str cell as markup
+            "to": Text(first_line(name, next(c.width for c in plan if c.key == "to"))),
+            "channel": plain(n.get("channel") or "-"),
             "status": status_text(n.get("status")),
             "tries": str(n.get("attempt_count", len(n.get("attempts") or []))),
-            "message": first_line(n.get("text"), plan[-1].width),
+            "message": Text(first_line(n.get("text"), plan[-1].width)),
         }
         return tuple(values[c.key] for c in plan)
 

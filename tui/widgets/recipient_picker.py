@@ -12,12 +12,13 @@ from textual.message import Message
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from tui.formatting import plain, shown
 from tui.model import Recipient, reachable_channels, recipient_matches
 
 
 def recipient_prompt(recipient: Recipient) -> Text:
-    text = Text(recipient["name"], style="bold")
-    details = [str(recipient.get(k)) for k in ("email", "phone") if recipient.get(k)]
+    text = plain(recipient["name"], style="bold")
+    details = [shown(recipient.get(k)) for k in ("email", "phone") if recipient.get(k)]
     if recipient.get("telegram_chat_id") is not None:
         details.append(f"telegram {recipient.get('telegram_state', '')}".strip())
     text.append(f"  #{recipient['id']}  " + " · ".join(details), style="bright_black")
@@ -29,9 +30,9 @@ def reachability(recipient: Recipient | None) -> Text:
         return Text("no recipient chosen", style="bright_black")
     channels = reachable_channels(recipient)
     if not channels:
-        return Text(f"⚠ {recipient['name']} has no reachable channel: every attempt would be skipped",
-                    style="yellow")
-    return Text.assemble("→ ", (recipient["name"], "bold"), " reachable by ", ", ".join(channels))
+        return plain(f"⚠ {recipient['name']} has no reachable channel: every attempt would be skipped",
+                     style="yellow")
+    return Text.assemble("→ ", (shown(recipient["name"]), "bold"), " reachable by ", ", ".join(channels))
 
 
 class RecipientPicker(Vertical):
