@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon import protocol
-from daemon.api import validation
+from daemon.api.requests import REQUESTS, RecipientCreate, RecipientUpdate, SendRequest, parse
 from daemon.config import parse_config
 from daemon.core.errors import ConfigError, ValidationError
 from daemon.core.models import Channel
@@ -22,7 +22,7 @@ JSON = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=12,
 )
-FIELDS = sorted(validation.SEND_FIELDS | validation.RECIPIENT_FIELDS | {"id", "limit", "status"})
+FIELDS = sorted({name for model in REQUESTS.values() for name in model.model_fields})
 PARAMS = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), JSON, max_size=6)
 
 
@@ -41,7 +41,7 @@ def test_any_line_decodes_to_a_request_or_a_protocol_error(line: bytes) -> None:
 @given(PARAMS)
 def test_any_send_params_give_a_notification_or_an_error_naming_a_field(params: dict[str, Any]) -> None:
     try:
-        new = validation.send_request(params, (Channel.TELEGRAM,), NOW)
+        new = parse(SendRequest, params).to_notification((Channel.TELEGRAM,), NOW)
     except ValidationError as exc:
         assert exc.field and exc.reason
     else:
@@ -52,11 +52,11 @@ def test_any_send_params_give_a_notification_or_an_error_naming_a_field(params: 
 @given(PARAMS, st.booleans())
 def test_any_recipient_params_give_fields_or_an_error_naming_a_field(params: dict[str, Any], partial: bool) -> None:
     try:
-        fields = validation.recipient_fields(params, partial=partial)
+        request = parse(RecipientUpdate if partial else RecipientCreate, params)
     except ValidationError as exc:
         assert exc.field and exc.reason
     else:
-        assert set(fields) <= validation.RECIPIENT_FIELDS
+        assert set(request.changes()) <= set(params) and (partial or request.name.strip())
 
 
 SECTIONS = st.sampled_from(["daemon", "telegram", "email", "sms", "retry", "chain", "http", "breaker", "nope"])
