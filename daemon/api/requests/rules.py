@@ -173,9 +173,8 @@ class Seconds(Rule):
     def check(self, value: Any, strict: bool) -> float:
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise wrong_type("must be a number of seconds")
-        if isinstance(value, int) and not 0 < value <= MAX_SECONDS:  # float() of a huge int would overflow
-            raise invalid(f"must be more than 0 and at most {MAX_SECONDS} seconds")
-        if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
+        # compared as it is: float() of a huge int would overflow
+        if (isinstance(value, float) and not math.isfinite(value)) or not 0 < value <= MAX_SECONDS:
             raise invalid(f"must be a finite number of seconds, more than 0 and at most {MAX_SECONDS}")
         return float(value)
 
