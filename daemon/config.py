@@ -51,6 +51,9 @@ class DaemonConfig(Section):
     socket: Path | None = None
     """Unix socket path; default ``$RUNTIME_DIRECTORY/fnotify.sock`` or ``<state_dir>/fnotify.sock``."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (time, level, logger, message and, on attempt lines,
+    notification_id, recipient_id, channel, outcome, duration_ms), secrets masked as in text."""
     max_in_flight: int = Field(default=256, ge=1, le=10_000)
     """How many attempts may be in flight at once across all channels."""
     shutdown_grace: float = Field(default=10.0, ge=0, le=600)

@@ -319,6 +319,8 @@ class Engine:
             "notification %d -> recipient %d: %s %s in %s ms%s%s",
             n.id, n.recipient_id, attempt["channel"], attempt["outcome"], attempt["duration_ms"],
             f" ({attempt['error']})" if attempt["error"] else "", then,
+            extra={"notification_id": n.id, "recipient_id": n.recipient_id, "channel": attempt["channel"],
+                   "outcome": attempt["outcome"], "duration_ms": attempt["duration_ms"]},  # for JSON logs
         )
         self.events.publish("attempt.finished", {"notification_id": n.id, **attempt})
         if update.awaiting_ack:

@@ -17,7 +17,7 @@ log = logging.getLogger("daemon")
 
 def run_daemon(config: Config) -> int:
     redactor = Redactor(config.secrets())
-    setup_logging(config.daemon.log_level, redactor)
+    setup_logging(config.daemon.log_level, redactor, config.daemon.log_format)
     try:
         sock = listen_socket()  # socket activation: the .socket unit's listening socket, if passed
         asyncio.run(Daemon(config, redactor=redactor, listen_socket=sock).run_until_signalled())
