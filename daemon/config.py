@@ -273,6 +273,23 @@ class HttpConfig(Section):
         return split_listen(self.listen)
 
 
+class MetricsConfig(Section):
+    enabled: bool = False
+    """Serve Prometheus metrics at ``/metrics`` (and the ``/healthz``, ``/readyz`` probes) on ``listen``."""
+    listen: str = "127.0.0.1:9464"
+    """``host:port``; no token is asked for, so keep it on loopback or a private network."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return split_listen(self.listen)
+
+
 class Config(Section):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
@@ -282,6 +299,7 @@ class Config(Section):
     chain: ChainConfig = Field(default_factory=ChainConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     source: Path | None = Field(default=None, exclude=True)
     """The file this was loaded from (None: defaults only)."""

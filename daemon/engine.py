@@ -328,7 +328,8 @@ class Engine:
                 "id": n.id, "recipient_id": n.recipient_id, "until": iso(update.next_attempt_at)})
         if new is not old:
             self.events.publish("notification.status", {"id": n.id, "recipient_id": n.recipient_id,
-                                                        "status": str(new), "channel": attempt["channel"]})
+                                                        "status": str(new), "channel": attempt["channel"],
+                                                        "created_at": iso(n.created_at)})
 
 
 def _unavailable(adapter: ChannelAdapter | None, recipient: Recipient | None) -> str | None:

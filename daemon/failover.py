@@ -14,6 +14,9 @@ from enum import StrEnum
 
 from daemon.models import Outcome
 
+RATE_LIMITED_NOTE = "rate limited: not counted as a try"
+"""Ends the error of an attempt refused by the provider's flood control (documented in protocol.md)."""
+
 
 class ResultKind(StrEnum):
     DELIVERED = "delivered"
@@ -106,7 +109,7 @@ def decide(
         # given back, so pacing trouble never fails a notification over (its deadline still bounds it)
         delay = policy.honour(result.retry_after) if result.retry_after is not None else policy.backoff(1, rng)
         return Step(StepKind.RETRY, Outcome.RETRY, position, max(tries - 1, 0), delay=delay,
-                    note="rate limited: not counted as a try")
+                    note=RATE_LIMITED_NOTE)
     if result.kind in (ResultKind.TRANSIENT, ResultKind.INTERRUPTED) and tries < policy.attempts_per_channel:
         delay = policy.honour(result.retry_after) if result.retry_after is not None else policy.backoff(tries, rng)
         outcome = Outcome.INTERRUPTED if result.kind is ResultKind.INTERRUPTED else Outcome.RETRY

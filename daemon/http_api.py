@@ -26,6 +26,7 @@ from aiohttp.typedefs import Middleware
 from daemon.config import HttpConfig
 from daemon.errors import ChannelError, Conflict, FnotifyError, NotFound, StorageError, ValidationError
 from daemon.http_openapi import QUERY_SCHEMAS, SCHEMAS, Problem, openapi_document, problems
+from daemon.metrics_server import PROBES, probe
 from daemon.models import Notification
 from daemon.service import Service
 
@@ -95,6 +96,19 @@ def _sha256(token: str) -> bytes:
 
 
 # -- middlewares (outermost first) ----------------------------------------------------------------
+
+def _probes(service: Service) -> Middleware:
+    """``/healthz`` and ``/readyz`` for load balancers, outside the API: no token, no request log line
+    (a probe a second would flood the journal), not in the OpenAPI document."""
+
+    @web.middleware
+    async def probes(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PROBES and request.method in (hdrs.METH_GET, hdrs.METH_HEAD):
+            return await probe(request.path, service.store, service.engine)
+        return await handler(request)
+
+    return probes
+
 
 @web.middleware
 async def _log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -312,7 +326,7 @@ def _legacy_view(notification: Notification) -> dict[str, Any]:
 
 def build_app(service: Service, tokens: Iterable[str], *, max_body: int = MAX_BODY) -> web.Application:
     """The aiohttp application: logging, JSON errors and bearer auth around ``HttpApi``'s routes."""
-    app = web.Application(middlewares=[_log_requests, _errors, _auth(TokenCheck(tokens))],
+    app = web.Application(middlewares=[_probes(service), _log_requests, _errors, _auth(TokenCheck(tokens))],
                           client_max_size=max_body)
     app[_MAX_BODY] = max_body
     for method, path, handler in HttpApi(service).routes:

@@ -17,8 +17,16 @@ import aiosqlite
 
 from daemon.errors import NotFound, StorageError
 from daemon.models import Attempt, Channel, NewNotification, Notification, Outcome, Recipient, Status
-from daemon.storage import sqlite_bot, sqlite_maintenance, sqlite_notifications, sqlite_recipients
-from daemon.storage.base import AckOutcome, AckResult, AttemptRecord, LinkOutcome, LinkRedemption, NotificationUpdate
+from daemon.storage import sqlite_bot, sqlite_health, sqlite_maintenance, sqlite_notifications, sqlite_recipients
+from daemon.storage.base import (
+    AckOutcome,
+    AckResult,
+    AttemptRecord,
+    ChannelActivity,
+    LinkOutcome,
+    LinkRedemption,
+    NotificationUpdate,
+)
 from daemon.storage.sqlite_recipients import RECIPIENT_FIELDS
 from daemon.storage.sqlite_rows import (
     attempt_from_row,
@@ -381,6 +389,12 @@ class SqliteStore:
                 break
         return total
 
+    async def ping(self) -> None:
+        """Raise StorageError (or sqlite3.Error) unless the database answers a read; for ``/readyz``."""
+        if self._writer is None:
+            raise StorageError("storage is not open")
+        await self._one("SELECT 1 FROM notifications LIMIT 1")
+
     async def counts_by_status(self) -> dict[str, int]:
         rows = await self._all("SELECT status, count(*) FROM notifications GROUP BY status")
         return {r[0]: r[1] for r in rows}
@@ -394,6 +408,10 @@ class SqliteStore:
         for channel, outcome, count in rows:
             health.setdefault(channel, {})[outcome] = count
         return health
+
+    async def channel_activity(self, since: datetime, buckets: int, step: float) -> dict[str, ChannelActivity]:
+        """Attempts per channel, bucket and outcome from ``since``, and recent call durations (sqlite_health)."""
+        return await sqlite_health.channel_activity(self._r, since, buckets, step)
 
 
 def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
