@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -73,6 +73,9 @@ class Metrics:
         self.queue_depth: int | None = None  # None: the database did not answer the last time
         self._depth_read_at: float | None = None
         self._depth_lock = asyncio.Lock()
+        # no *_created series: one extra timestamp gauge per counter and histogram series, which Prometheus
+        # stores as series of their own and nobody graphs (process-wide; this daemon is the only user)
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # the library leaves it unannotated
         self.registry = CollectorRegistry()
         for standard in (ProcessCollector, PlatformCollector, GCCollector):
             standard(registry=self.registry)
