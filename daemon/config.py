@@ -60,6 +60,9 @@ class DaemonConfig(Section):
     socket: Path | None = None
     """Unix socket path; default ``$RUNTIME_DIRECTORY/fnotify.sock`` or ``<state_dir>/fnotify.sock``."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (time, level, logger, message and, on attempt lines,
+    notification_id, recipient_id, channel, outcome, duration_ms), secrets masked as in text."""
     max_in_flight: int = Field(default=256, ge=1, le=10_000)
     """How many attempts may be in flight at once across all channels."""
     shutdown_grace: float = Field(default=10.0, ge=0, le=600)
@@ -287,6 +290,23 @@ class HttpConfig(Section):
         return split_listen(self.listen)
 
 
+class MetricsConfig(Section):
+    enabled: bool = False
+    """Serve Prometheus metrics at ``/metrics`` (and the ``/healthz``, ``/readyz`` probes) on ``listen``."""
+    listen: str = "127.0.0.1:9464"
+    """``host:port``; no token is asked for, so keep it on loopback or a private network."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return split_listen(self.listen)
+
+
 class Config(Section):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
@@ -296,6 +316,7 @@ class Config(Section):
     chain: ChainConfig = Field(default_factory=ChainConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     source: Path | None = Field(default=None, exclude=True)
     """The file this was loaded from (None: defaults only)."""

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from daemon import __version__
-from daemon.api import validation
+from daemon.api import health, validation
 from daemon.api.sandbox import private_tmp_dirs
 from daemon.config import Config
 from daemon.core.engine import Engine
 from daemon.core.errors import Conflict, NotFound, ValidationError
 from daemon.core.events import EventBus
-from daemon.core.models import Channel, Notification, Recipient, utcnow
-from daemon.core.store import AckOutcome, AckResult, LinkOutcome, LinkRedemption, Store
+from daemon.core.models import Channel, Notification, Outcome, Recipient, iso, utcnow
+from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkOutcome, LinkRedemption, Store
 
 LIST_LIMIT_MAX = 1000
 BACKUP_DIR = "backups"
@@ -259,15 +259,24 @@ class Service:
         return await self.store.prune(before)
 
     async def health(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Per channel over the last hour: attempts by outcome, whether it is enabled, and its circuit
-        breaker (``state`` closed / open / half_open, ``consecutive_failures``, ``probe_in_s``)."""
-        since = self.clock() - timedelta(hours=1)
-        counts = await self.store.channel_health(since)
-        return {
-            str(channel): {"enabled": channel in self.engine.channels, **counts.get(str(channel), {}),
-                           "breaker": self.engine.breakers[channel].to_json()}
-            for channel in (Channel.TELEGRAM, Channel.EMAIL, Channel.SMS)
-        }
+        """Per channel over the last hour: attempts by outcome, whether it is enabled, its circuit
+        breaker (``state`` closed / open / half_open, ``consecutive_failures``, ``probe_in_s``), the
+        attempts per minute by outcome (``series``) and the p50 / p95 call time (``latency_ms``)."""
+        now = self.clock()
+        counts = await self.store.channel_health(now - timedelta(hours=1))
+        start = health.series_start(now)
+        activity = await self.store.channel_activity(start, health.SERIES_BUCKETS, health.SERIES_STEP)
+        empty = ChannelActivity({str(o): [0] * health.SERIES_BUCKETS for o in Outcome}, ())
+        reply: dict[str, Any] = {}
+        for channel in (Channel.TELEGRAM, Channel.EMAIL, Channel.SMS):
+            seen = activity.get(str(channel), empty)
+            reply[str(channel)] = {
+                "enabled": channel in self.engine.channels, **counts.get(str(channel), {}),
+                "breaker": self.engine.breakers[channel].to_json(),
+                "series": {"start": iso(start), "step_s": int(health.SERIES_STEP), **seen.per_bucket},
+                "latency_ms": health.latency_ms(seen.durations),
+            }
+        return reply
 
 
 def _refuse_private_tmp(path: Path, backups: Path) -> None:

@@ -113,13 +113,20 @@ def chain(value: Any, field: str = "chain") -> tuple[Channel, ...]:
 
 
 def email(value: Any, field: str = "email") -> str | None:
+    """Any syntactically valid address, internal ones included (``ops@corp.local``, ``root@localhost``):
+    the mail server decides deliverability, and its 5xx fails the attempt over like any refusal.
+    Malformed syntax, a display name and line breaks (header injection) are refused."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise ValidationError(field, "must be a string")
     unicode_text(value, field)
+    # email-validator assumes globally routable mail: it wants a dot in the domain and refuses the
+    # special-use names (.local, .test, localhost, home.arpa...). Its documented switch for the latter
+    # is this module-level list, read on each call; nothing else in the process validates addresses.
+    email_validator.SPECIAL_USE_DOMAIN_NAMES.clear()
     try:
-        return email_validator.validate_email(value, check_deliverability=False).normalized
+        return email_validator.validate_email(value, check_deliverability=False, globally_deliverable=False).normalized
     except email_validator.EmailNotValidError as exc:
         raise ValidationError(field, str(exc)) from None
 

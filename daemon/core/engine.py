@@ -348,6 +348,8 @@ class Engine:
             "notification %d -> recipient %d: %s %s in %s ms%s%s",
             n.id, n.recipient_id, attempt["channel"], attempt["outcome"], attempt["duration_ms"],
             f" ({attempt['error']})" if attempt["error"] else "", then,
+            extra={"notification_id": n.id, "recipient_id": n.recipient_id, "channel": attempt["channel"],
+                   "outcome": attempt["outcome"], "duration_ms": attempt["duration_ms"]},  # for JSON logs
         )
         self.events.publish("attempt.finished", {"notification_id": n.id, **attempt})
         if plan.update.awaiting_ack:
@@ -355,4 +357,5 @@ class Engine:
                 "id": n.id, "recipient_id": n.recipient_id, "until": iso(plan.update.next_attempt_at)})
         if new is not old:
             self.events.publish("notification.status", {"id": n.id, "recipient_id": n.recipient_id,
-                                                        "status": str(new), "channel": attempt["channel"]})
+                                                        "status": str(new), "channel": attempt["channel"],
+                                                        "created_at": iso(n.created_at)})

@@ -3,6 +3,9 @@
 Publishing never blocks the engine: each subscriber has a bounded queue, and a subscriber too
 slow to keep up is dropped (it receives an ``overflow`` event and its stream ends) rather than
 letting memory grow.
+
+In-process listeners (the Prometheus metrics) ``tap`` the bus instead: they are called synchronously
+on every publish, with or without subscribers, and must be quick and must not raise.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ QUEUE_SIZE = 10_000
 OVERFLOW = "overflow"
 
 Event = dict[str, Any]
+Tap = Callable[[str, dict[str, Any]], None]
 
 
 class EventBus:
@@ -28,12 +32,22 @@ class EventBus:
         self._subscribers: set[asyncio.Queue[Event | None]] = set()
         self._queue_size = queue_size
         self._clock = clock
+        self._taps: list[Tap] = []
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
+    def tap(self, listener: Tap) -> None:
+        """Call ``listener(kind, data)`` on every event from now on, in the publisher's call."""
+        self._taps.append(listener)
+
     def publish(self, kind: str, data: dict[str, Any]) -> None:
+        for listener in self._taps:
+            try:
+                listener(kind, data)
+            except Exception:  # a metrics bug must never break the delivery that published the event
+                log.exception("an event listener failed on %s", kind)
         if not self._subscribers:
             return
         event: Event = {"event": kind, "at": self._clock().isoformat(timespec="milliseconds"), "data": data}

@@ -56,6 +56,11 @@ class Outcome(StrEnum):
     UNACKNOWLEDGED = "unacknowledged"  # delivered but not acknowledged in time
 
 
+TIMED_OUTCOMES = frozenset({Outcome.DELIVERED, Outcome.RETRY, Outcome.FAILED})
+"""Outcomes of attempts that called the provider: their duration is the call's (the others were
+never started, or were cut off by a restart), so only these count towards attempt latency."""
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

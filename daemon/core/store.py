@@ -25,6 +25,14 @@ from daemon.core.models import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelActivity:
+    """One channel's attempts over a window, for the ``health`` reply."""
+
+    per_bucket: dict[str, list[int]]  # outcome -> attempts finished in each bucket, oldest first
+    durations: tuple[float, ...]  # seconds, of its newest provider calls (models.TIMED_OUTCOMES)
+
+
 class LinkOutcome(StrEnum):
     """What redeeming an opt-in token came to."""
 
@@ -115,5 +123,7 @@ class Store(Protocol):
     # operators
     async def backup(self, path: Path) -> int: ...
     async def prune(self, before: datetime) -> int: ...
+    async def ping(self) -> None: ...
     async def counts_by_status(self) -> dict[str, int]: ...
     async def channel_health(self, since: datetime) -> dict[str, dict[str, int]]: ...
+    async def channel_activity(self, since: datetime, buckets: int, step: float) -> dict[str, ChannelActivity]: ...

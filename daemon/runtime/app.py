@@ -31,6 +31,8 @@ from daemon.storage import SqliteStore
 if TYPE_CHECKING:
     from bot import TelegramBot
     from daemon.api.http_api import HttpServer
+    from daemon.runtime.metrics import Metrics
+    from daemon.runtime.metrics_server import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,16 @@ class Daemon:
 
             self.http = HttpServer(self.service, config.http, shutdown_timeout=config.daemon.shutdown_grace,
                                    limits=self.http_limits)
+        self.metrics: Metrics | None = None
+        self.metrics_server: MetricsServer | None = None
+        if config.metrics.enabled:
+            from daemon.runtime.metrics import Metrics  # prometheus_client is imported only when metrics are on
+            from daemon.runtime.metrics_server import MetricsServer
+
+            self.metrics = Metrics(self.engine, self.store)
+            self.events.tap(self.metrics.observe)
+            self.metrics_server = MetricsServer(self.metrics, config.metrics, self.http_limits,
+                                                shutdown_timeout=config.daemon.shutdown_grace)
         self.bot: TelegramBot | None = None  # the in-daemon Telegram bot, while [telegram] is enabled
         self._bot_restart: asyncio.Task[None] | None = None
         self._listen_socket = listen_socket
@@ -81,12 +93,17 @@ class Daemon:
             await self.engine.start()
             await self._start_bot()
             await self.server.start(self._listen_socket)
-            if self.http is not None:
-                try:
-                    await self.http.start()
-                except BaseException:
-                    await self.server.stop()
-                    raise
+            listening: list[HttpServer | MetricsServer] = []
+            try:
+                for listener in (self.http, self.metrics_server):
+                    if listener is not None:
+                        await listener.start()
+                        listening.append(listener)
+            except BaseException:
+                for listener in reversed(listening):
+                    await listener.stop()
+                await self.server.stop()
+                raise
         except BaseException:
             await self.engine.stop(0)  # the dispatcher must not outlive the store it reads
             await self._close_resources()
@@ -115,6 +132,8 @@ class Daemon:
         log.info("stopping: no new work; waiting for attempts in flight")
         if self.http is not None:
             await self.http.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         await self.server.stop()
         if self._bot_restart is not None:
             await asyncio.gather(self._bot_restart, return_exceptions=True)

@@ -18,7 +18,7 @@ log = logging.getLogger("daemon")
 
 def run_daemon(config: Config) -> int:
     redactor = Redactor(config.secrets())
-    setup_logging(config.daemon.log_level, redactor)
+    setup_logging(config.daemon.log_level, redactor, config.daemon.log_format)
     if warning := exposed_secrets(config):
         log.warning("%s", warning)
     fd_limit = raise_fd_limit()  # before any listener: their connection caps are set against it

@@ -27,8 +27,14 @@ from daemon.core.models import (
     Recipient,
     Status,
 )
-from daemon.core.store import AckOutcome, AckResult, LinkOutcome, LinkRedemption
-from daemon.storage import sqlite_bot, sqlite_maintenance, sqlite_notifications, sqlite_recipients
+from daemon.core.store import (
+    AckOutcome,
+    AckResult,
+    ChannelActivity,
+    LinkOutcome,
+    LinkRedemption,
+)
+from daemon.storage import sqlite_bot, sqlite_health, sqlite_maintenance, sqlite_notifications, sqlite_recipients
 from daemon.storage.sqlite_recipients import RECIPIENT_FIELDS
 from daemon.storage.sqlite_rows import (
     attempt_from_row,
@@ -400,6 +406,12 @@ class SqliteStore:
                 break
         return total
 
+    async def ping(self) -> None:
+        """Raise StorageError (or sqlite3.Error) unless the database answers a read; for ``/readyz``."""
+        if self._writer is None:
+            raise StorageError("storage is not open")
+        await self._one("SELECT 1 FROM notifications LIMIT 1")
+
     async def counts_by_status(self) -> dict[str, int]:
         rows = await self._all("SELECT status, count(*) FROM notifications GROUP BY status")
         return {r[0]: r[1] for r in rows}
@@ -413,6 +425,10 @@ class SqliteStore:
         for channel, outcome, count in rows:
             health.setdefault(channel, {})[outcome] = count
         return health
+
+    async def channel_activity(self, since: datetime, buckets: int, step: float) -> dict[str, ChannelActivity]:
+        """Attempts per channel, bucket and outcome from ``since``, and recent call durations (sqlite_health)."""
+        return await sqlite_health.channel_activity(self._r, since, buckets, step)
 
 
 def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
