@@ -80,7 +80,7 @@ async def test_json_logs_parse_line_by_line_carry_the_attempt_fields_and_no_secr
         assert secret not in text
     entries = parse_lines(text)
     assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
-    attempts = [e for e in entries if e["logger"] == "daemon.engine" and "outcome" in e]
+    attempts = [e for e in entries if e["logger"] == "daemon.core.engine" and "outcome" in e]
     assert [(e["channel"], e["outcome"]) for e in attempts] == [
         ("telegram", "retry"), ("telegram", "failed"), ("sms", "retry"), ("sms", "failed"), ("email", "delivered")]
     for entry in attempts:
