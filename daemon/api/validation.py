@@ -3,7 +3,6 @@ ValidationError naming the field. Shared by the socket API, the CLI and the HTTP
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ MAX_SECONDS = MAX_WAIT.total_seconds()
 """The longest ``expires_in`` and ``ack_timeout``: 315,619,200 s (ten years)."""
 INT64_MAX = 2**63 - 1
 """What an SQLite INTEGER holds: a larger integer cannot be stored, compared or even looked up."""
-_DIGITS = re.compile(r"-?[0-9]{1,19}")  # ASCII only: "²".isdigit() is True, int("²") is not
+_DIGITS = re.compile(r"-?[0-9]{1,30}")  # ASCII only: "²".isdigit() is True, int("²") is not
 
 
 def unicode_text(value: str, field: str) -> str:
@@ -41,9 +40,9 @@ def seconds(value: Any, field: str, *, maximum: float = MAX_SECONDS) -> float:
     """A duration in seconds: a finite number ``0 < value <= maximum`` (NaN and infinity refused)."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise ValidationError(field, "must be a number of seconds")
-    if isinstance(value, int) and not 0 < value <= maximum:  # float() of a huge int would overflow
-        raise ValidationError(field, f"must be more than 0 and at most {maximum:.0f} seconds")
-    if not math.isfinite(value) or not 0 < value <= maximum:
+    # NaN compares false and infinity is above any finite maximum; a huge int compares exactly
+    # (math.isfinite() or float() of it would raise OverflowError)
+    if not 0 < value <= maximum:
         raise ValidationError(field, f"must be a finite number of seconds, more than 0 and at most {maximum:.0f}")
     return float(value)
 
