@@ -251,7 +251,7 @@ class HttpConfig(Section):
     """Bearer tokens accepted: each the token itself or ``"sha256:<hex digest>"`` of it. Also from
     ``FNOTIFY_HTTP_TOKENS`` or the ``http_tokens`` credential (comma-separated)."""
     max_connections: int = Field(default=256, ge=1, le=100_000)
-    """Connections open at once on each HTTP listener (this API; the Telegram webhook too). At the cap
+    """Connections open at once on each HTTP listener (this API; the Telegram webhook and [metrics] too). At the cap
     the connection idle longest is closed to make room, or, when all are busy, the newcomer gets 503."""
     header_timeout: float = Field(default=10.0, gt=0, le=3600)
     """Seconds a connection may take to send a complete request header, from when it opens or from
