@@ -29,7 +29,6 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -52,6 +51,7 @@ from daemon.core.failover import (
 from daemon.core.models import Channel, Notification, Outcome, Recipient, Status, iso, utcnow
 from daemon.core.redact import Redactor
 from daemon.core.store import AttemptRecord, NotificationUpdate, Store
+from daemon.protocol import AttemptJSON
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ class Engine:
         if job is None or job.next_run_time is None or when < job.next_run_time:
             self._arm_at(when)
 
-    def _report(self, n: Notification, attempt: dict[str, Any], step: Step, old: Status, new: Status,
+    def _report(self, n: Notification, attempt: AttemptJSON, step: Step, old: Status, new: Status,
                 update: NotificationUpdate) -> None:
         then = f", retry in {step.delay:.1f} s" if step.kind is StepKind.RETRY else ""
         if update.awaiting_ack:
