@@ -16,6 +16,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Static
 
 from daemon.client import DaemonUnavailable, RemoteError
+from daemon.protocol import Outcome
 from tui.base import fnotify_app
 from tui.connection import Connected, DaemonEvent
 from tui.formatting import verdict_text
@@ -24,19 +25,20 @@ from tui.widgets.banner import ConnectionBanner
 
 REFRESH_AFTER_EVENT = 1.0  # at most one re-read per second while attempts stream in
 REFRESH_EVERY = 30.0  # the one-hour window moves on even when nothing happens
+SHOWN_OUTCOMES = (Outcome.DELIVERED, Outcome.RETRY, Outcome.FAILED, Outcome.SKIPPED)
 
 
 def health_table(health: dict[str, Any]) -> Table:
     table = Table(expand=True, box=None, header_style="bold bright_black", pad_edge=False)
     table.add_column("channel", style="bold", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
-    for outcome, style in (("delivered", "green"), ("retry", "yellow"), ("failed", "red"), ("skipped", "")):
+    for outcome, style in zip(SHOWN_OUTCOMES, ("green", "yellow", "red", ""), strict=True):
         table.add_column(outcome, justify="right", style=style, no_wrap=True)
     for channel in CHANNELS:
         counts = health.get(channel) or {}
         verdict = channel_verdict(counts)
         table.add_row(channel, verdict_text(verdict),
-                      *(str(counts.get(k) or 0) for k in ("delivered", "retry", "failed", "skipped")))
+                      *(str(counts.get(k) or 0) for k in SHOWN_OUTCOMES))
     return table
 
 

@@ -38,7 +38,7 @@ class RecipientEditScreen(ModalScreen[None]):
         self.saving = False
 
     def compose(self) -> ComposeResult:
-        r = self.recipient or {}
+        r: dict[str, Any] = dict(self.recipient or {})
         title = "Add a recipient" if self.recipient is None else f"Edit {r['name']} (#{r['id']})"
         with VerticalScroll(classes="dialog form", id="recipient-dialog"):
             yield Static(Text(title, style="bold"), classes="dialog-title")
