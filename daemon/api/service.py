@@ -23,6 +23,7 @@ from daemon.core.errors import Conflict, NotFound, ValidationError
 from daemon.core.events import EventBus
 from daemon.core.models import Channel, Notification, Outcome, Recipient, iso, utcnow
 from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkOutcome, LinkRedemption, Store
+from daemon.protocol import LinkJSON, PausedData, StatusJSON
 
 LIST_LIMIT_MAX = 1000
 BACKUP_DIR = "backups"
@@ -40,7 +41,7 @@ class TelegramBotNotRunning(Conflict):
 class LinkIssuer(Protocol):
     """Makes opt-in deep links (``bot.links.LinkIssuer``; the daemon sets one while the bot runs)."""
 
-    async def issue(self, recipient_id: int) -> dict[str, Any]:
+    async def issue(self, recipient_id: int) -> LinkJSON:
         """A new single-use link for the recipient: at least ``url``, ``token`` and ``expires_at``."""
         ...
 
@@ -68,7 +69,7 @@ class Service:
         new = validation.send_request(params, self.config.chain.default, now)
         notification, created = await self.store.create_notification(new, now)
         if created:
-            self.events.publish("notification.created", _summary(notification))
+            self.events.publish("notification.created", notification.summary_json())
             self.engine.poke()
         return notification, created
 
@@ -94,7 +95,7 @@ class Service:
         notification_id = validation.integer(params, "id")
         assert notification_id is not None
         notification = await self.store.cancel(notification_id, self.clock())
-        self.events.publish("notification.status", _summary(notification))
+        self.events.publish("notification.status", notification.summary_json())
         return notification
 
     async def retry(self, params: Mapping[str, Any]) -> Notification:
@@ -102,7 +103,7 @@ class Service:
         notification_id = validation.integer(params, "id")
         assert notification_id is not None
         notification = await self.store.redrive(notification_id, self.clock())
-        self.events.publish("notification.status", _summary(notification))
+        self.events.publish("notification.status", notification.summary_json())
         self.engine.poke()
         return notification
 
@@ -148,7 +149,7 @@ class Service:
 
     # -- Telegram: opt-in links, and what the in-daemon bot's commands do ------------------------
 
-    async def link_recipient(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    async def link_recipient(self, params: Mapping[str, Any]) -> LinkJSON:
         """A single-use, expiring deep link: the Telegram chat that opens it is linked to the recipient."""
         recipient = await self.show_recipient(params)
         if self.links is None:
@@ -194,12 +195,12 @@ class Service:
         """The "Got it" button, pressed in ``chat_id``: ends the notification, no further channel."""
         result = await self.store.acknowledge(notification_id, chat_id, self.clock())
         if result.outcome is AckOutcome.ACKNOWLEDGED and result.notification is not None:
-            self.events.publish("notification.status", _summary(result.notification))
+            self.events.publish("notification.status", result.notification.summary_json())
         return result
 
     # -- daemon ----------------------------------------------------------------------------------
 
-    async def status(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    async def status(self, params: Mapping[str, Any]) -> StatusJSON:
         counts = await self.store.counts_by_status()
         return {
             "version": __version__,
@@ -213,13 +214,13 @@ class Service:
             "retry": dataclasses.asdict(self.engine.policy),  # the policy in force, after any SIGHUP
         }
 
-    async def pause(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    async def pause(self, params: Mapping[str, Any]) -> PausedData:
         """Hold delivery: sends are accepted and stored, no attempt starts until ``resume``."""
         self.engine.pause()
         self.events.publish("daemon.paused", {"paused": True})
         return {"paused": True}
 
-    async def resume(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    async def resume(self, params: Mapping[str, Any]) -> PausedData:
         self.engine.resume()
         self.events.publish("daemon.paused", {"paused": False})
         return {"paused": False}
@@ -291,8 +292,3 @@ def _refuse_private_tmp(path: Path, backups: Path) -> None:
                                           "there is invisible to you and removed when the service stops; "
                                           f"`fnotify backup` without a path writes to {backups}")
 
-
-def _summary(n: Notification) -> dict[str, Any]:
-    data = n.to_json()
-    data.pop("attempts")
-    return data

@@ -179,7 +179,7 @@ class SocketServer:
             writer.write(protocol.encode(await self.dispatch(request)))
             await writer.drain()
 
-    async def dispatch(self, request: protocol.Request) -> dict[str, Any]:
+    async def dispatch(self, request: protocol.Request) -> protocol.Reply:
         handler = self._ops.get(request.op)
         if handler is None:
             return protocol.error(request.id, "unsupported", f"op {request.op!r} is not available in this daemon")
@@ -196,7 +196,7 @@ class SocketServer:
             log.exception("op %s failed unexpectedly", request.op)
             return protocol.error(request.id, "internal", "internal error; see the daemon log")
 
-    async def _send(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _send(self, params: dict[str, Any]) -> protocol.SendResultJSON:
         notification, created = await self.service.send(params)
         return {**notification.to_json(), "created": created}
 
@@ -211,7 +211,10 @@ class SocketServer:
                                                         "events")))
             return
         with self.service.events.subscribe() as events:
-            writer.write(protocol.encode(protocol.ok(request.id, {"subscribed": kinds or "all"})))
+            # the acknowledgement goes out only once the subscription is registered on the bus: a
+            # client that has read it sees every event published after (DaemonClient.subscribe)
+            subscribed: protocol.SubscribedJSON = {"subscribed": kinds or "all"}
+            writer.write(protocol.encode(protocol.ok(request.id, subscribed)))
             await writer.drain()
             closed = asyncio.ensure_future(_discard_until_eof(reader, protocol.MAX_LINE))
             try:

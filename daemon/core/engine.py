@@ -28,7 +28,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -40,9 +39,10 @@ from daemon.core.channel import ChannelAdapter, OutgoingMessage
 from daemon.core.errors import PermanentError, StorageError, TransientError
 from daemon.core.events import EventBus
 from daemon.core.failover import AttemptResult, Plan, RetryPolicy, Send, Situation, StepKind
-from daemon.core.models import Channel, Notification, Recipient, Status, iso, utcnow
+from daemon.core.models import Channel, Notification, Recipient, Status, iso, iso_at, utcnow
 from daemon.core.redact import Redactor
 from daemon.core.store import Store
+from daemon.protocol import AttemptJSON
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ class Engine:
                 log.info("%s breaker %s", channel, after)
             self.events.publish("channel.breaker", {"channel": str(channel), **breaker.to_json()})
 
-    def _report(self, n: Notification, attempt: dict[str, Any], plan: Plan, old: Status, new: Status) -> None:
+    def _report(self, n: Notification, attempt: AttemptJSON, plan: Plan, old: Status, new: Status) -> None:
         then = f", retry in {plan.delay:.1f} s" if plan.kind is StepKind.RETRY else ""
         if plan.update.awaiting_ack:
             then = f", waiting {n.ack_timeout:g} s for an acknowledgement"
@@ -358,4 +358,4 @@ class Engine:
         if new is not old:
             self.events.publish("notification.status", {"id": n.id, "recipient_id": n.recipient_id,
                                                         "status": str(new), "channel": attempt["channel"],
-                                                        "created_at": iso(n.created_at)})
+                                                        "created_at": iso_at(n.created_at)})

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -100,14 +100,14 @@ class Metrics:
             self.notifications.labels(str(status))
         self.registry.register(_LiveState(self))
 
-    def observe(self, kind: str, data: dict[str, Any]) -> None:
+    def observe(self, kind: str, data: Mapping[str, Any]) -> None:
         """The EventBus tap: count what the event says (quick, no I/O)."""
         if kind == "attempt.finished":
             self._attempt(data)
         elif kind == "notification.status":
             self._status(data)
 
-    def _attempt(self, data: dict[str, Any]) -> None:
+    def _attempt(self, data: Mapping[str, Any]) -> None:
         channel, outcome = data.get("channel"), data.get("outcome")
         if channel not in _CHANNELS or outcome not in _OUTCOMES:
             return
@@ -119,7 +119,7 @@ class Metrics:
         if channel == Channel.TELEGRAM and outcome == Outcome.RETRY and error.endswith(RATE_LIMITED_NOTE):
             self.telegram_rate_limited.inc()
 
-    def _status(self, data: dict[str, Any]) -> None:
+    def _status(self, data: Mapping[str, Any]) -> None:
         status = data.get("status")
         if status not in FINAL_STATUSES:  # queued again (a redrive), or still sending
             return

@@ -18,6 +18,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Sparkline, Static
 
 from daemon.client import DaemonUnavailable, RemoteError
+from daemon.protocol import Outcome
 from tui.base import fnotify_app
 from tui.connection import Connected, DaemonEvent
 from tui.formatting import verdict_text
@@ -26,6 +27,7 @@ from tui.widgets.banner import ConnectionBanner
 
 REFRESH_AFTER_EVENT = 1.0  # at most one re-read per second while attempts stream in
 REFRESH_EVERY = 30.0  # the one-hour window moves on even when nothing happens
+SHOWN_OUTCOMES = (Outcome.DELIVERED, Outcome.RETRY, Outcome.FAILED, Outcome.SKIPPED)
 
 
 SPARKLINES = ("delivered", "trouble")  # trouble: failed or retried in that minute (colours: app.tcss)
@@ -37,7 +39,7 @@ def health_table(health: dict[str, Any]) -> Table:
     table.add_column("channel", style="bold", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     table.add_column("breaker", no_wrap=True)
-    for outcome, style in (("delivered", "green"), ("retry", "yellow"), ("failed", "red"), ("skipped", "")):
+    for outcome, style in zip(SHOWN_OUTCOMES, ("green", "yellow", "red", ""), strict=True):
         table.add_column(outcome, justify="right", style=style, no_wrap=True)
     table.add_column("p50", justify="right", no_wrap=True)
     table.add_column("p95", justify="right", no_wrap=True)
@@ -46,7 +48,7 @@ def health_table(health: dict[str, Any]) -> Table:
         verdict = channel_verdict(counts)
         latency = counts.get("latency_ms") or {}
         table.add_row(channel, verdict_text(verdict), breaker_text(counts.get("breaker") or {}),
-                      *(str(counts.get(k) or 0) for k in ("delivered", "retry", "failed", "skipped")),
+                      *(str(counts.get(k) or 0) for k in SHOWN_OUTCOMES),
                       milliseconds(latency.get("p50")), milliseconds(latency.get("p95")))
     return table
 
