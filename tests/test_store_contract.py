@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.core.errors import Conflict, LeaseLost, NotFound
+from daemon.core.errors import Conflict, LeaseLost, NotFound, StorageError
 from daemon.core.models import (
     AttemptRecord,
     Channel,
@@ -386,3 +386,30 @@ async def test_counts_and_channel_health_add_up(store: Store) -> None:
     assert await store.channel_health(at(0)) == {"email": {"failed": 1}}
     assert await store.channel_health(at(3)) == {}
     assert not await store.awaiting_ack(made[2].id)
+
+
+async def test_channel_activity_counts_per_bucket_and_times_the_provider_calls(store: Store) -> None:
+    first, second, third = await queue(store, 3)
+    await store.claim_due(at(0), 10, A, at(300))
+    one = await store.start_attempt(first.id, Channel.EMAIL, at(10), 1, A)
+    await store.finish_attempt(one, first.id, Channel.EMAIL, *delivered(), now=at(20), owner=A)
+    two = await store.start_attempt(second.id, Channel.EMAIL, at(30), 1, A)
+    await store.finish_attempt(two, second.id, Channel.EMAIL, AttemptRecord(Outcome.RETRY, "451"),
+                               NotificationUpdate(Status.SENDING, 0, 1, at(999)), at(90), A)
+    await store.finish_attempt(None, third.id, Channel.EMAIL, AttemptRecord(Outcome.SKIPPED, "no address"),
+                               NotificationUpdate(Status.SENDING, 1, 0, at(150), release=False), at(150), A)
+
+    activity = await store.channel_activity(at(0), 3, 60.0)
+    assert set(activity) == {"email"}
+    series = {outcome: counts for outcome, counts in activity["email"].per_bucket.items() if any(counts)}
+    assert series == {"delivered": [1, 0, 0], "retry": [0, 1, 0], "skipped": [0, 0, 1]}
+    assert activity["email"].durations == (60.0, 10.0)  # newest first; a skip is no provider call
+    assert await store.channel_activity(at(180), 3, 60.0) == {}
+
+
+async def test_ping_answers_while_open_and_refuses_once_closed(open_store: Opener) -> None:
+    store = await open_store()
+    await store.ping()
+    await store.close()
+    with pytest.raises(StorageError):
+        await store.ping()

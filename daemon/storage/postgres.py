@@ -12,22 +12,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.core.errors import Conflict, NotFound, StorageError
 from daemon.core.models import (
+    TIMED_OUTCOMES,
     Attempt,
     AttemptRecord,
     Channel,
     NewNotification,
     Notification,
     NotificationUpdate,
+    Outcome,
     Recipient,
     Status,
 )
-from daemon.core.store import AckOutcome, AckResult, LinkRedemption
+from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkRedemption
 from daemon.database_url import PostgresUrl
 from daemon.storage import postgres_engine as engine_sql
 from daemon.storage import postgres_writes as sql
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["BackupUnsupported", "PostgresStore"]
 
 PRUNE_SLICE = 2000
+MAX_DURATIONS = 10_000  # per channel, as sqlite_health: enough for a stable p95, bounded however busy
 
 
 class BackupUnsupported(Conflict):
@@ -307,6 +310,10 @@ class PostgresStore:
             if deleted < PRUNE_SLICE:
                 return total
 
+    async def ping(self) -> None:
+        """Raise StorageError unless the database answers a read; for ``/readyz``."""
+        await self._one("SELECT 1 FROM notifications LIMIT 1")
+
     async def counts_by_status(self) -> dict[str, int]:
         rows = await self._all("SELECT status, count(*) FROM notifications GROUP BY status")
         return {r[0]: r[1] for r in rows}
@@ -319,4 +326,29 @@ class PostgresStore:
         for channel, outcome, count in rows:
             health.setdefault(channel, {})[outcome] = count
         return health
+
+    async def channel_activity(self, since: datetime, buckets: int, step: float) -> dict[str, ChannelActivity]:
+        """As the SQLite store's (sqlite_health): attempts per channel, bucket and outcome, newest durations."""
+        end = since + timedelta(seconds=buckets * step)
+        rows = await self._all(
+            "SELECT channel, outcome, floor(extract(epoch FROM finished_at - $1) / $3)::integer AS bucket, count(*)"
+            " FROM attempts WHERE finished_at >= $1 AND finished_at < $2 AND outcome IS NOT NULL"
+            " GROUP BY channel, outcome, bucket",
+            since, end, step,
+        )
+        series: dict[str, dict[str, list[int]]] = {}
+        for channel, outcome, bucket, count in rows:
+            per_outcome = series.setdefault(channel, {str(o): [0] * buckets for o in Outcome})
+            if outcome in per_outcome and 0 <= bucket < buckets:
+                per_outcome[outcome][bucket] = count
+        activity: dict[str, ChannelActivity] = {}
+        for channel, per_outcome in series.items():
+            durations = await self._all(
+                "SELECT extract(epoch FROM finished_at - started_at)::float8 FROM attempts WHERE finished_at >= $1"
+                " AND finished_at < $2 AND channel = $3 AND outcome = ANY ($4::text[]) ORDER BY finished_at DESC"
+                " LIMIT $5",
+                since, end, channel, sorted(str(o) for o in TIMED_OUTCOMES), MAX_DURATIONS,
+            )
+            activity[channel] = ChannelActivity(per_outcome, tuple(max(d[0], 0.0) for d in durations))
+        return activity
 
