@@ -196,6 +196,7 @@ class StatusJSON(TypedDict):
     channels: dict[str, bool]  # channel -> enabled
     subscribers: int
     retry: dict[str, Any]  # the retry policy in force
+    storage: str  # where the data lives: the SQLite file, or the PostgreSQL URL without its password
 
 
 class LinkJSON(TypedDict):

@@ -207,6 +207,7 @@ class Service:
             "uptime_s": round(self.monotonic() - self.started, 1),
             "in_flight": self.engine.in_flight,
             "paused": self.engine.paused,
+            "storage": self.store.location,  # a path, or the PostgreSQL URL without its password
             "counts": counts,
             "queue_depth": counts.get("queued", 0) + counts.get("sending", 0),
             "channels": {str(c): c in self.engine.channels for c in Channel},

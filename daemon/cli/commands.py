@@ -147,6 +147,8 @@ async def cmd_status(client: DaemonClient, args: argparse.Namespace) -> int:
         say(f"  queue depth {result['queue_depth']}, in flight {result['in_flight']}{paused}")
         say(f"  notifications: {counts}")
         say(f"  channels enabled: {enabled}")
+        if "storage" in result:
+            say(f"  storage: {result['storage']}")
     return 0
 
 

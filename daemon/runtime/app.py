@@ -23,10 +23,11 @@ from daemon.core.errors import FnotifyError
 from daemon.core.events import EventBus
 from daemon.core.models import Channel, utcnow
 from daemon.core.redact import Redactor
+from daemon.core.store import new_owner_id
 from daemon.runtime.logs import throttle_resource_errors
 from daemon.runtime.reload import Reloader, retry_policy
 from daemon.runtime.systemd import Notifier, format_status
-from daemon.storage import SqliteStore
+from daemon.storage.factory import make_store
 
 if TYPE_CHECKING:
     from bot import TelegramBot
@@ -50,11 +51,13 @@ class Daemon:
         self.config = config
         self.redactor = redactor or Redactor(config.secrets())
         self.events = EventBus(clock=clock)
-        self.store = SqliteStore(config.daemon.database)
+        self.owner = new_owner_id()  # this daemon's id in claims and leases, new at every start
+        self.store = make_store(config)  # SQLite in state_dir, or the PostgreSQL of [storage] url
         self.channels = build_channels(config)
         self.engine = Engine(self.store, self.channels, retry_policy(config), self.events, self.redactor,
                              max_in_flight=config.daemon.max_in_flight, clock=clock, monotonic=monotonic,
-                             breaker=BreakerSettings(config.breaker.threshold, config.breaker.cooldown))
+                             breaker=BreakerSettings(config.breaker.threshold, config.breaker.cooldown),
+                             owner=self.owner, lease=config.storage.lease)
         self.service = Service(config, self.store, self.engine, self.events, clock=clock, monotonic=monotonic)
         self.server = SocketServer(self.service, config.daemon.socket_path,
                                    max_connections=config.daemon.max_connections,
@@ -111,8 +114,8 @@ class Daemon:
         self._started = True
         self.engine.every(RETENTION_EVERY, RETENTION_JOB, self._prune, first_in=RETENTION_FIRST)
         enabled = ", ".join(str(c) for c in Channel if c in self.channels) or "none"
-        log.info("failover-notify ready: socket %s, database %s, channels: %s",
-                 self.config.daemon.socket_path, self.config.daemon.database, enabled)
+        log.info("failover-notify ready: socket %s, database %s, channels: %s, daemon id %s",
+                 self.config.daemon.socket_path, self.store.location, enabled, self.owner)
 
     async def _prune(self) -> None:
         """The daily retention job: final notifications older than ``[daemon] retention_days`` go."""
