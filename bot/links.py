@@ -11,9 +11,9 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
 
-from daemon.core.models import iso, utcnow
+from daemon.core.models import iso_at, utcnow
+from daemon.protocol import LinkJSON
 
 TOKEN_BYTES = 24
 START_PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -49,7 +49,7 @@ class LinkIssuer:
         self.username = username
         self.clock = clock
 
-    async def issue(self, recipient_id: int) -> dict[str, Any]:
+    async def issue(self, recipient_id: int) -> LinkJSON:
         """Store a new token for ``recipient_id`` and return ``url``, ``token`` and ``expires_at``."""
         username = await self.username()  # first: nothing is stored when Telegram cannot be reached
         now = self.clock()
@@ -60,6 +60,6 @@ class LinkIssuer:
             "recipient_id": recipient_id,
             "url": deep_link(username, token),
             "token": token,
-            "expires_at": iso(expires_at),
+            "expires_at": iso_at(expires_at),
             "bot": f"@{username.lstrip('@')}",
         }

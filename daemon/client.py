@@ -1,12 +1,21 @@
-"""An async client for the daemon's Unix socket, used by the CLI, the TUI and the tests."""
+"""An async client for the daemon's Unix socket, used by the CLI, the TUI and the tests.
+
+``call`` sends one request and returns its result. ``subscribe`` opens an event stream on a
+connection of its own and returns only once the daemon has acknowledged it, so every event
+published after it returns is seen:
+
+    async with client.subscribe(["notification.status"]) as stream:
+        current = await client.call("show", id=17)   # nothing after this read can be missed
+        async for event in stream:
+            ...
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
-import json
-from collections.abc import AsyncIterator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -45,25 +54,12 @@ class DaemonClient:
         self._lock = asyncio.Lock()
 
     async def connect(self) -> DaemonClient:
-        try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(str(self.path), limit=protocol.MAX_LINE * 4), self.timeout
-            )
-        except FileNotFoundError:
-            raise DaemonUnavailable(self.path, "no such socket") from None
-        except ConnectionRefusedError:
-            raise DaemonUnavailable(self.path, "connection refused") from None
-        except PermissionError:
-            raise DaemonUnavailable(self.path, "permission denied (are you in the daemon's group?)") from None
-        except (OSError, TimeoutError) as exc:
-            raise DaemonUnavailable(self.path, str(exc) or type(exc).__name__) from None
+        self._reader, self._writer = await _open(self.path, self.timeout)
         return self
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await self._writer.wait_closed()
+            await _close(self._writer)
             self._writer = self._reader = None
 
     async def __aenter__(self) -> DaemonClient:
@@ -73,27 +69,33 @@ class DaemonClient:
         await self.close()
 
     async def call(self, op: str, **params: Any) -> Any:
-        """Send one request and return its result, or raise RemoteError."""
+        """Send one request and return its result (typed in ``daemon.protocol``), or raise RemoteError."""
         async with self._lock:
             reply = await self._exchange(op, params)
-            if reply.get("id") is None and (reply.get("error") or {}).get("code") == "idle":
+            if not reply["ok"] and reply["id"] is None and reply["error"]["code"] == "idle":
                 # the daemon hung up on this connection for idling before reading the request:
                 # nothing was done, so the request is simply sent again on a new connection
                 await self.close()
                 reply = await self._exchange(op, params)
-        if reply.get("ok"):
-            return reply.get("result")
-        err = reply.get("error") or {}
-        raise RemoteError(err.get("code", "error"), err.get("message", "unknown error"), err.get("field"))
+        if reply["ok"]:
+            return reply["result"]
+        raise _remote_error(reply["error"])
 
-    async def _exchange(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
+    def subscribe(self, events: Sequence[str] | None = None) -> Subscribing:
+        """Live events (all, or only the kinds in ``events``) on a new connection of their own; this
+        client stays free for calls. Use ``async with client.subscribe() as stream`` (closes it) or
+        ``stream = await client.subscribe()``; either way the daemon's acknowledgement has been read
+        before the stream is handed over, so no event published after that can be missed."""
+        return Subscribing(self.path, self.timeout, list(events or ()))
+
+    async def _exchange(self, op: str, params: dict[str, Any]) -> protocol.Reply:
         reused = self._writer is not None
         if self._writer is None or self._reader is None:
             await self.connect()
         assert self._writer is not None and self._reader is not None
-        request_id = next(self._ids)
+        request: protocol.RequestJSON = {"id": next(self._ids), "op": op, "params": params}
         try:
-            self._writer.write(protocol.encode({"id": request_id, "op": op, "params": params}))
+            self._writer.write(protocol.encode(request))
             await self._writer.drain()
         except ConnectionError:
             await self.close()
@@ -110,20 +112,123 @@ class DaemonClient:
         if not line:
             await self.close()
             raise DaemonUnavailable(self.path, "the daemon closed the connection")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
+        try:
+            return protocol.decode_reply(line)
+        except protocol.ProtocolError as exc:  # a reply cut short by a dying daemon
+            await self.close()
+            raise DaemonUnavailable(self.path, f"unreadable reply ({exc})") from None
 
-    async def subscribe(self, events: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
-        """Stream live events on this connection (it is then used for nothing else)."""
+
+class Subscribing:
+    """What ``DaemonClient.subscribe`` returns: await it for an ``EventStream``, or use it as an async
+    context manager that closes the stream on exit."""
+
+    def __init__(self, path: Path, timeout: float, events: list[str]) -> None:
+        self._path, self._timeout, self._events = path, timeout, events
+        self._stream: EventStream | None = None
+
+    async def _open(self) -> EventStream:
+        reader, writer = await _open(self._path, self._timeout)
+        stream = EventStream(self._path, reader, writer)
+        try:
+            await stream._handshake(self._events, self._timeout)
+        except BaseException:
+            await stream.close()
+            raise
+        return stream
+
+    def __await__(self) -> Generator[Any, None, EventStream]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> EventStream:
+        self._stream = await self._open()
+        return self._stream
+
+    async def __aexit__(self, *exc: object | TracebackType) -> None:
+        if self._stream is not None:
+            await self._stream.close()
+
+
+class EventStream:
+    """An acknowledged ``subscribe`` stream: iterate it for ``protocol.Event``s. It ends (the loop
+    stops) when the daemon closes the stream: at shutdown, or after an ``overflow`` event."""
+
+    def __init__(self, path: Path, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.path = path
+        self._reader = reader
+        self._writer: asyncio.StreamWriter | None = writer
+
+    async def _handshake(self, events: list[str], timeout: float) -> None:
+        assert self._writer is not None
+        request: protocol.RequestJSON = {"id": 0, "op": "subscribe", "params": {"events": events} if events else {}}
+        try:
+            self._writer.write(protocol.encode(request))
+            await self._writer.drain()
+            line = await asyncio.wait_for(self._reader.readline(), timeout)
+        except (ConnectionError, TimeoutError) as exc:
+            raise DaemonUnavailable(self.path, f"connection lost ({type(exc).__name__})") from None
+        if not line:
+            raise DaemonUnavailable(self.path, "the daemon closed the connection")
+        try:
+            reply = protocol.decode_reply(line)
+        except protocol.ProtocolError as exc:
+            raise DaemonUnavailable(self.path, f"unreadable reply ({exc})") from None
+        if not reply["ok"]:
+            raise _remote_error(reply["error"])
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> protocol.Event:
         if self._writer is None:
-            await self.connect()
-        assert self._writer is not None and self._reader is not None
-        params = {"events": events} if events else {}
-        self._writer.write(protocol.encode({"id": 0, "op": "subscribe", "params": params}))
-        await self._writer.drain()
-        first = json.loads(await self._reader.readline() or b"{}")
-        if not first.get("ok"):
-            err = first.get("error") or {}
-            raise RemoteError(err.get("code", "error"), err.get("message", "subscribe refused"), err.get("field"))
-        while line := await self._reader.readline():
-            yield json.loads(line)
+            raise StopAsyncIteration
+        try:
+            line = await self._reader.readline()
+        except (ConnectionError, ValueError) as exc:  # reset, or a line over the reader's limit
+            await self.close()
+            raise DaemonUnavailable(self.path, f"event stream lost ({type(exc).__name__})") from None
+        if not line:
+            await self.close()
+            raise StopAsyncIteration
+        try:
+            return protocol.decode_event(line)
+        except protocol.ProtocolError as exc:
+            await self.close()
+            raise DaemonUnavailable(self.path, f"unreadable event ({exc})") from None
+
+    async def close(self) -> None:
+        """End the stream (the daemon sees EOF and unsubscribes); safe to call twice."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await _close(writer)
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc: object | TracebackType) -> None:
+        await self.close()
+
+
+async def _open(path: Path, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    try:
+        return await asyncio.wait_for(
+            asyncio.open_unix_connection(str(path), limit=protocol.MAX_LINE * 4), timeout
+        )
+    except FileNotFoundError:
+        raise DaemonUnavailable(path, "no such socket") from None
+    except ConnectionRefusedError:
+        raise DaemonUnavailable(path, "connection refused") from None
+    except PermissionError:
+        raise DaemonUnavailable(path, "permission denied (are you in the daemon's group?)") from None
+    except (OSError, TimeoutError) as exc:
+        raise DaemonUnavailable(path, str(exc) or type(exc).__name__) from None
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.wait_closed()
+
+
+def _remote_error(err: protocol.ErrorJSON) -> RemoteError:
+    return RemoteError(err["code"], err["message"], err.get("field"))

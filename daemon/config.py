@@ -2,9 +2,9 @@
 
 Lookup order for the file: ``--config PATH``, else ``$FNOTIFY_CONFIG``, else ``./fnotify.toml``;
 a missing default file means "all defaults". Every secret can also come from the environment
-(``FNOTIFY_TELEGRAM_TOKEN``, ``FNOTIFY_EMAIL_PASSWORD``, ``FNOTIFY_SMS_AUTH_TOKEN``) or from a
-systemd credential (``$CREDENTIALS_DIRECTORY/telegram_token`` and so on). Secrets are ``SecretStr``
-and never print.
+(``FNOTIFY_TELEGRAM_TOKEN``, ``FNOTIFY_EMAIL_PASSWORD``, ``FNOTIFY_SMS_AUTH_TOKEN``,
+``FNOTIFY_STORAGE_URL``...) or from a systemd credential (``$CREDENTIALS_DIRECTORY/telegram_token`` and so
+on). Secrets are ``SecretStr`` and never print.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 from daemon.core.errors import ConfigError
 from daemon.core.models import Channel
 from daemon.credentials import read_credential
+from daemon.database_url import PostgresUrl, parse_postgres_url
 
 DEFAULT_CONFIG_NAME = "fnotify.toml"
 
@@ -32,6 +33,7 @@ SECRET_SOURCES: dict[tuple[str, str], tuple[str, str]] = {
     ("email", "password"): ("FNOTIFY_EMAIL_PASSWORD", "email_password"),
     ("sms", "auth_token"): ("FNOTIFY_SMS_AUTH_TOKEN", "sms_auth_token"),
     ("http", "tokens"): ("FNOTIFY_HTTP_TOKENS", "http_tokens"),
+    ("storage", "url"): ("FNOTIFY_STORAGE_URL", "storage_url"),
 }
 
 
@@ -60,6 +62,9 @@ class DaemonConfig(Section):
     socket: Path | None = None
     """Unix socket path; default ``$RUNTIME_DIRECTORY/fnotify.sock`` or ``<state_dir>/fnotify.sock``."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (time, level, logger, message and, on attempt lines,
+    notification_id, recipient_id, channel, outcome, duration_ms), secrets masked as in text."""
     max_in_flight: int = Field(default=256, ge=1, le=10_000)
     """How many attempts may be in flight at once across all channels."""
     shutdown_grace: float = Field(default=10.0, ge=0, le=600)
@@ -248,7 +253,7 @@ class HttpConfig(Section):
     """Bearer tokens accepted: each the token itself or ``"sha256:<hex digest>"`` of it. Also from
     ``FNOTIFY_HTTP_TOKENS`` or the ``http_tokens`` credential (comma-separated)."""
     max_connections: int = Field(default=256, ge=1, le=100_000)
-    """Connections open at once on each HTTP listener (this API; the Telegram webhook too). At the cap
+    """Connections open at once on each HTTP listener (this API; the Telegram webhook and [metrics] too). At the cap
     the connection idle longest is closed to make room, or, when all are busy, the newcomer gets 503."""
     header_timeout: float = Field(default=10.0, gt=0, le=3600)
     """Seconds a connection may take to send a complete request header, from when it opens or from
@@ -287,6 +292,46 @@ class HttpConfig(Section):
         return split_listen(self.listen)
 
 
+class MetricsConfig(Section):
+    enabled: bool = False
+    """Serve Prometheus metrics at ``/metrics`` (and the ``/healthz``, ``/readyz`` probes) on ``listen``."""
+    listen: str = "127.0.0.1:9464"
+    """``host:port``; no token is asked for, so keep it on loopback or a private network."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return split_listen(self.listen)
+
+
+class StorageConfig(Section):
+    url: SecretStr | None = None
+    """Unset: SQLite in ``[daemon] state_dir``. ``postgresql://user:password@host:port/dbname`` (or
+    ``postgres://``): a PostgreSQL database several daemons share. A secret (it holds the password): also
+    ``FNOTIFY_STORAGE_URL`` or the ``storage_url`` credential."""
+    lease: float = Field(default=30.0, ge=0.5, le=3600)
+    """Seconds a claimed notification stays this daemon's without a renewal (renewed every lease / 3
+    while its attempt runs); a daemon that dies leaves leases that expire, and another takes the rows over."""
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # an empty variable or credential means "not set": SQLite
+        parse_postgres_url(value.get_secret_value())  # ValueError: names what is wrong, never the URL
+        return value
+
+    @property
+    def postgres(self) -> PostgresUrl | None:
+        """The parsed URL, or None for SQLite."""
+        return parse_postgres_url(self.url.get_secret_value()) if self.url is not None else None
+
+
 class Config(Section):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
@@ -296,6 +341,8 @@ class Config(Section):
     chain: ChainConfig = Field(default_factory=ChainConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     source: Path | None = Field(default=None, exclude=True)
     """The file this was loaded from (None: defaults only)."""
@@ -306,7 +353,11 @@ class Config(Section):
         """Every secret value, for the log and attempt-log redactor."""
         values = [self.telegram.token, self.email.password, self.sms.auth_token, self.telegram.webhook_secret]
         values += [t for t in self.http.tokens if not t.get_secret_value().startswith("sha256:")]
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        secrets = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        postgres = self.storage.postgres
+        if postgres is not None:  # the whole URL too: an error may quote it with the password percent-encoded
+            secrets += [s for s in (postgres.password, postgres.dsn) if s]
+        return secrets
 
 
 def exposed_secrets(config: Config) -> str | None:

@@ -6,7 +6,10 @@ Reply:    {"id": 1, "ok": true, "result": {...}}
 Events (after a successful ``subscribe``): {"event": "attempt.finished", "at": "...", "data": {...}}
 
 This module is the whole contract between the daemon and its clients (CLI, TUI): both sides
-import it, and the TUI imports nothing else from the daemon. See docs/protocol.md.
+import it, and the TUI imports nothing else from the daemon. It holds the vocabulary (``Channel``,
+``Status``, ``Outcome``) and the shape of every envelope, reply and event payload as ``TypedDict``s:
+the daemon's producers are annotated with them and the clients read them, so mypy checks both
+sides of the wire. See docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 MAX_LINE = 1024 * 1024  # one request may not exceed 1 MiB
 OPS = (
@@ -41,6 +45,317 @@ class Request:
     params: dict[str, Any] = field(default_factory=dict)
     id: Any = None
 
+
+# -- vocabulary ----------------------------------------------------------------------------------
+
+class Channel(StrEnum):
+    """A delivery channel a chain is made of."""
+
+    TELEGRAM = "telegram"
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class Status(StrEnum):
+    """Lifecycle of a notification: queued -> sending -> a final state."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    ACKNOWLEDGED = "acknowledged"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+# StrEnum members hash and compare as their values, so a plain ``"failed"`` read off the wire is
+# found in these sets too
+FINAL_STATUSES = frozenset(
+    {Status.DELIVERED, Status.ACKNOWLEDGED, Status.FAILED, Status.CANCELLED, Status.EXPIRED}
+)
+SUCCESS_STATUSES = frozenset({Status.DELIVERED, Status.ACKNOWLEDGED})
+REDRIVABLE_STATUSES = frozenset({Status.FAILED, Status.EXPIRED})  # what the ``retry`` op accepts
+
+
+class Outcome(StrEnum):
+    """What one attempt on one channel came to."""
+
+    DELIVERED = "delivered"  # the provider accepted the message
+    RETRY = "retry"  # transient failure: the same channel is tried again
+    FAILED = "failed"  # permanent for this channel: fail over now
+    SKIPPED = "skipped"  # the channel cannot serve this recipient
+    INTERRUPTED = "interrupted"  # the daemon stopped while the attempt was in flight
+    UNACKNOWLEDGED = "unacknowledged"  # delivered but not acknowledged in time
+
+
+# -- envelopes -------------------------------------------------------------------------------------
+# Values typed ``str`` below carry the vocabulary above (``status`` a Status, ``channel`` a Channel,
+# ``outcome`` an Outcome) as plain strings, which is what a client gets from ``json.loads``; times
+# are ISO 8601 strings with milliseconds and an offset.
+
+class RequestJSON(TypedDict):
+    id: NotRequired[Any]  # any JSON value; echoed back in the reply
+    op: str
+    params: NotRequired[dict[str, Any]]
+
+
+class ErrorJSON(TypedDict):
+    code: str
+    message: str
+    field: NotRequired[str]  # the parameter at fault, when there is one
+
+
+class OkReply(TypedDict):
+    id: Any
+    ok: Literal[True]
+    result: Any  # the op's result: see the *JSON types below and docs/protocol.md
+
+
+class ErrorReply(TypedDict):
+    id: Any  # null for a reply the daemon sends on its own (busy, forbidden, idle, too_large)
+    ok: Literal[False]
+    error: ErrorJSON
+
+
+Reply = OkReply | ErrorReply
+
+
+# -- replies ---------------------------------------------------------------------------------------
+
+class AttemptJSON(TypedDict):
+    id: int
+    notification_id: int
+    channel: str
+    outcome: str | None  # None while the attempt is in flight
+    error: str | None  # secrets redacted
+    provider_message_id: str | None
+    started_at: str
+    finished_at: str | None
+    retry_at: str | None  # when the same channel is tried again (outcome retry)
+    duration_ms: float | None
+
+
+class NotificationSummaryJSON(TypedDict):
+    """A notification without its attempt log (``list``, ``notification.created``)."""
+
+    id: int
+    recipient_id: int
+    text: str
+    subject: str | None
+    chain: list[str]
+    status: str
+    idempotency_key: str | None
+    channel: str | None  # the channel that delivered, or the one being tried
+    next_attempt_at: str | None
+    deadline: str | None
+    ack_timeout: float | None
+    created_at: str
+    updated_at: str
+    attempt_count: int
+
+
+class NotificationJSON(NotificationSummaryJSON):
+    """``show``, ``cancel``, ``retry``, and each item of ``list``."""
+
+    attempts: list[AttemptJSON]
+
+
+class SendResultJSON(NotificationJSON):
+    created: bool  # False: the idempotency key was seen before and nothing new is sent
+
+
+class RecipientJSON(TypedDict):
+    id: int
+    name: str
+    email: str | None
+    phone: str | None
+    telegram_chat_id: int | None
+    opt_out: list[str]
+    telegram_blocked: bool
+    telegram_state: str  # linked / not linked / opted out / blocked
+    created_at: str
+
+
+class BreakerJSON(TypedDict):
+    state: str  # closed / open / half_open
+    consecutive_failures: int
+    probe_in_s: float | None  # seconds until the open breaker lets one probe through
+
+
+class StatusJSON(TypedDict):
+    version: str
+    uptime_s: float
+    in_flight: int
+    paused: bool
+    counts: dict[str, int]  # notifications by status
+    queue_depth: int
+    channels: dict[str, bool]  # channel -> enabled
+    subscribers: int
+    retry: dict[str, Any]  # the retry policy in force
+    storage: str  # where the data lives: the SQLite file, or the PostgreSQL URL without its password
+
+
+class LinkJSON(TypedDict):
+    recipient_id: int
+    url: str
+    token: str
+    expires_at: str
+    bot: str
+
+
+class SubscribedJSON(TypedDict):
+    subscribed: list[str] | Literal["all"]
+
+
+# -- events ----------------------------------------------------------------------------------------
+
+class AttemptStartedData(TypedDict):
+    notification_id: int
+    attempt_id: int
+    channel: str
+
+
+class NotificationStatusData(TypedDict):
+    """The engine sends these keys; a status change made through the API (cancel, retry, the
+    "Got it" button) sends the whole ``NotificationSummaryJSON``, which has them too."""
+
+    id: int
+    recipient_id: int
+    status: str
+    channel: str | None
+    created_at: str  # when it was sent: the metrics' send-to-delivered latency
+
+
+class AwaitingAckData(TypedDict):
+    id: int
+    recipient_id: int
+    until: str | None  # when the next channel is tried unless the button is pressed
+
+
+class BreakerEventData(BreakerJSON):
+    channel: str
+
+
+class RecipientTelegramData(TypedDict):
+    """recipient.linked / opted_out / opted_in / blocked / unblocked."""
+
+    recipient_id: int
+    name: str
+    telegram_chat_id: int | None
+    telegram_state: str
+
+
+class RecipientRemovedData(TypedDict):
+    id: int
+
+
+class LinkCreatedData(TypedDict):
+    recipient_id: int
+    expires_at: str
+
+
+class PausedData(TypedDict):
+    paused: bool
+
+
+class OverflowData(TypedDict):
+    reason: str
+
+
+RecipientTelegramKind = Literal[
+    "recipient.linked", "recipient.opted_out", "recipient.opted_in", "recipient.blocked", "recipient.unblocked",
+]
+RecipientChangedKind = Literal["recipient.added", "recipient.updated"]
+OVERFLOW: Literal["overflow"] = "overflow"
+
+
+# one envelope per kind, so that narrowing on ``event["event"]`` types ``event["data"]``
+
+class NotificationCreatedEvent(TypedDict):
+    event: Literal["notification.created"]
+    at: str
+    data: NotificationSummaryJSON
+
+
+class NotificationStatusEvent(TypedDict):
+    event: Literal["notification.status"]
+    at: str
+    data: NotificationStatusData
+
+
+class AwaitingAckEvent(TypedDict):
+    event: Literal["notification.awaiting_ack"]
+    at: str
+    data: AwaitingAckData
+
+
+class AttemptStartedEvent(TypedDict):
+    event: Literal["attempt.started"]
+    at: str
+    data: AttemptStartedData
+
+
+class AttemptFinishedEvent(TypedDict):
+    event: Literal["attempt.finished"]
+    at: str
+    data: AttemptJSON
+
+
+class BreakerEvent(TypedDict):
+    event: Literal["channel.breaker"]
+    at: str
+    data: BreakerEventData
+
+
+class RecipientChangedEvent(TypedDict):
+    event: RecipientChangedKind
+    at: str
+    data: RecipientJSON
+
+
+class RecipientRemovedEvent(TypedDict):
+    event: Literal["recipient.removed"]
+    at: str
+    data: RecipientRemovedData
+
+
+class LinkCreatedEvent(TypedDict):
+    event: Literal["recipient.link_created"]
+    at: str
+    data: LinkCreatedData
+
+
+class RecipientTelegramEvent(TypedDict):
+    event: RecipientTelegramKind
+    at: str
+    data: RecipientTelegramData
+
+
+class PausedEvent(TypedDict):
+    event: Literal["daemon.paused"]
+    at: str
+    data: PausedData
+
+
+class OverflowEvent(TypedDict):
+    """The last event of a stream whose subscriber fell behind (it has no ``at``)."""
+
+    event: Literal["overflow"]
+    data: OverflowData
+
+
+Event = (
+    NotificationCreatedEvent | NotificationStatusEvent | AwaitingAckEvent | AttemptStartedEvent
+    | AttemptFinishedEvent | BreakerEvent | RecipientChangedEvent | RecipientRemovedEvent | LinkCreatedEvent
+    | RecipientTelegramEvent | PausedEvent | OverflowEvent
+)
+
+
+# -- framing ---------------------------------------------------------------------------------------
 
 def encode(obj: Any) -> bytes:
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -76,15 +391,46 @@ def decode_request(line: bytes) -> Request:
     return Request(op=op, params=params, id=data.get("id"))
 
 
-def ok(request_id: Any, result: Any) -> dict[str, Any]:
+def ok(request_id: Any, result: Any) -> OkReply:
     return {"id": request_id, "ok": True, "result": result}
 
 
-def error(request_id: Any, code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    err: dict[str, Any] = {"code": code, "message": message}
+def error(request_id: Any, code: str, message: str, field: str | None = None) -> ErrorReply:
+    err: ErrorJSON = {"code": code, "message": message}
     if field is not None:
         err["field"] = field
     return {"id": request_id, "ok": False, "error": err}
+
+
+def decode_reply(line: bytes) -> Reply:
+    """A reply line as the client reads it: its envelope is checked, so ``ok`` and ``error`` can be
+    trusted; the ``result`` is what the op documents."""
+    try:
+        data = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"reply is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
+        raise ProtocolError("a reply must be a JSON object with a boolean 'ok'")
+    if data["ok"]:
+        return {"id": data.get("id"), "ok": True, "result": data.get("result")}
+    err = data.get("error")
+    err = err if isinstance(err, dict) else {}
+    body: ErrorJSON = {"code": str(err.get("code", "error")), "message": str(err.get("message", "unknown error"))}
+    if isinstance(err.get("field"), str):
+        body["field"] = err["field"]
+    return {"id": data.get("id"), "ok": False, "error": body}
+
+
+def decode_event(line: bytes) -> Event:
+    """One line of a ``subscribe`` stream. The envelope is checked (an object with a string
+    ``event`` and an object ``data``); the payload is the daemon's, typed by its kind."""
+    try:
+        data = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"event is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("event"), str) or not isinstance(data.get("data"), dict):
+        raise ProtocolError("an event must be a JSON object with a string 'event' and an object 'data'")
+    return cast(Event, data)
 
 
 # -- showing text from the protocol ---------------------------------------------------------------

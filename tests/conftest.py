@@ -18,6 +18,7 @@ from daemon.config import Config, parse_config
 from daemon.core.models import FINAL_STATUSES
 from daemon.runtime.app import Daemon
 from daemon.simulators.suite import SimulatorSuite
+from tests.pg import pg_database, postgres_server  # noqa: F401  (fixtures: a real PostgreSQL)
 
 
 @pytest.fixture

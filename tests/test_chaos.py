@@ -13,6 +13,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from daemon.client import DaemonClient, DaemonUnavailable
 from daemon.core.models import FINAL_STATUSES
 from daemon.simulators.suite import SimulatorSuite
@@ -85,6 +87,7 @@ def delivered_tokens(suite: SimulatorSuite) -> Counter[int]:
     return found
 
 
+@pytest.mark.timeout(240)  # a load test: ~50 s on a busy 2-core machine; the limit only catches a hang
 async def test_chaos_every_notification_ends_final_and_only_in_flight_attempts_duplicate(short_tmp: Path) -> None:
     rng = random.Random(20261125)
     async with SimulatorSuite() as suite:

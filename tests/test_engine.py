@@ -192,10 +192,10 @@ async def test_a_started_engine_on_a_fake_clock_neither_spins_nor_misses_a_retry
     claims = 0
     claim_due = h.store.claim_due
 
-    async def counting_claim_due(now: datetime, limit: int) -> list[Notification]:
+    async def counting_claim_due(now: datetime, limit: int, owner: str, lease_until: datetime) -> list[Notification]:
         nonlocal claims
         claims += 1
-        return await claim_due(now, limit)
+        return await claim_due(now, limit, owner, lease_until)
 
     h.store.claim_due = counting_claim_due  # type: ignore[method-assign]
     h.telegram.answers = [TransientError("503")]

@@ -39,7 +39,8 @@ async def test_the_database_and_its_wal_and_shm_are_0600_in_a_0700_directory_und
     finally:
         await store.close()
     assert (short_tmp / "state").stat().st_mode & 0o777 == 0o700
-    assert modes == {"fnotify.db": 0o600, "fnotify.db-wal": 0o600, "fnotify.db-shm": 0o600}
+    # the .lock file: held (flock) while a store is open, so a restarted daemon knows its predecessor is gone
+    assert modes == {"fnotify.db": 0o600, "fnotify.db-wal": 0o600, "fnotify.db-shm": 0o600, "fnotify.db.lock": 0o600}
 
 
 def test_the_warning_names_the_secrets_and_only_when_others_can_read_the_file(short_tmp: Path) -> None:

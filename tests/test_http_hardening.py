@@ -206,6 +206,14 @@ def test_http_connections_are_capped_below_the_file_descriptor_limit(
     assert limits.max_connections == 1024 - 100 - RESERVED_FDS
     assert "[http] max_connections = 5000 is more than this process can hold" in caplog.text
     assert http_listener_limits(config, fd_limit=65_536).max_connections == 5000
+    # the metrics endpoint is a listener of the same kind: the budget is shared among all three
+    every = parse_config({"daemon": {"state_dir": str(short_tmp), "max_connections": 100},
+                          "http": {"enabled": True, "tokens": [TOKEN], "max_connections": 5000},
+                          "metrics": {"enabled": True},
+                          "telegram": {"enabled": True, "token": "123456:" + "A" * 35, "mode": "webhook",
+                                       "webhook_url": "https://bot.example.test/hook",
+                                       "webhook_secret": "s3cret-webhook-token-0123456789"}})
+    assert http_listener_limits(every, fd_limit=1024).max_connections == (1024 - 100 - RESERVED_FDS) // 3
 
 
 async def test_accept_errors_for_want_of_descriptors_are_logged_once_then_counted(

@@ -165,21 +165,14 @@ async def test_retry_redrives_a_failed_notification_and_keeps_its_log(bare_daemo
 
 
 async def test_subscribe_streams_live_events(bare_daemon: RunningDaemon) -> None:
-    from daemon.client import DaemonClient
-
     await bare_daemon.call("recipient.add", name="Ann")
-    watcher = await DaemonClient(bare_daemon.config.daemon.socket_path).connect()
-    stream = watcher.subscribe()
-    first = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.05)
-    sent = await bare_daemon.call("send", recipient_id=1, message="hello", chain=["sms"])
-    events = [await asyncio.wait_for(first, 5)]
-    while events[-1]["event"] != "notification.status" or events[-1]["data"]["status"] != "failed":
-        events.append(await asyncio.wait_for(anext(stream), 5))
+    async with bare_daemon.client.subscribe() as stream:  # live once it returns: no need to wait
+        sent = await bare_daemon.call("send", recipient_id=1, message="hello", chain=["sms"])
+        events = [await asyncio.wait_for(anext(stream), 5)]
+        while events[-1]["event"] != "notification.status" or events[-1]["data"]["status"] != "failed":
+            events.append(await asyncio.wait_for(anext(stream), 5))
     assert [e["event"] for e in events] == ["notification.created", "attempt.finished", "notification.status"]
     assert events[0]["data"]["id"] == sent["id"]
-    await stream.aclose()
-    await watcher.close()
 
 
 async def test_a_paused_daemon_stores_sends_and_delivers_after_resume(bare_daemon: RunningDaemon) -> None:

@@ -561,9 +561,9 @@ def unit_settings(path: Path) -> dict[str, list[str]]:
 def test_the_unit_holds_enough_descriptors_and_gives_backups_a_writable_place() -> None:
     unit = unit_settings(REPO / "systemd" / "failover-notify.service")
     # the daemon cannot raise its own limit under SystemCallFilter=~@resources: the unit must, with room
-    # for the socket's and both HTTP listeners' (API, webhook) default connection caps
+    # for the socket's and the three HTTP listeners' (API, webhook, metrics) default connection caps
     assert "~@privileged @resources" in unit["SystemCallFilter"]
-    needed = DaemonConfig().max_connections + 2 * HttpConfig().max_connections + RESERVED_FDS
+    needed = DaemonConfig().max_connections + 3 * HttpConfig().max_connections + RESERVED_FDS
     assert int(unit["LimitNOFILE"][-1]) >= needed
     # ProtectSystem=strict: the state directory is writable, so backups get a folder there
     assert unit["ProtectSystem"] == ["strict"] and unit["PrivateTmp"] == ["yes"]

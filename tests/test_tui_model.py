@@ -11,6 +11,7 @@ from tui.model import (
     apply_event,
     changed_fields,
     channel_verdict,
+    from_summary,
     notification_id_of,
     reachable_channels,
     recipient_matches,
@@ -19,33 +20,43 @@ from tui.model import (
 from tui.qr import half_block_lines, qr_matrix
 from tui.widgets.notification_table import plan_columns
 
-CREATED = {"id": 7, "recipient_id": 1, "text": "Disk full", "status": "queued", "channel": "telegram",
-           "chain": ["telegram", "email"], "attempt_count": 0}
+AT = "2026-11-25T14:03:20.946+00:00"
+CREATED: Any = {"id": 7, "recipient_id": 1, "text": "Disk full", "subject": None, "chain": ["telegram", "email"],
+                "status": "queued", "idempotency_key": None, "channel": "telegram", "next_attempt_at": None,
+                "deadline": None, "ack_timeout": None, "created_at": AT, "updated_at": AT, "attempt_count": 0}
+
+
+def event(kind: str, data: dict[str, Any]) -> Any:
+    return {"event": kind, "at": AT, "data": data}
+
+
+def attempt(attempt_id: int, channel: str, outcome: str, error: str) -> dict[str, Any]:
+    return {"notification_id": 7, "id": attempt_id, "channel": channel, "outcome": outcome, "error": error,
+            "provider_message_id": None, "started_at": AT, "finished_at": AT, "retry_at": None, "duration_ms": 1.0}
 
 
 def test_a_failover_streamed_as_events_builds_the_same_attempt_log_the_daemon_keeps() -> None:
-    n = apply_event({"attempts": []}, "notification.created", CREATED)
-    n = apply_event(n, "attempt.started", {"notification_id": 7, "attempt_id": 1, "channel": "telegram"})
+    n = from_summary(CREATED)
+    n = apply_event(n, event("attempt.started", {"notification_id": 7, "attempt_id": 1, "channel": "telegram"}))
     assert n["status"] == "sending" and n["attempts"][0]["outcome"] is None and n["attempt_count"] == 1
-    n = apply_event(n, "attempt.finished", {"notification_id": 7, "id": 1, "channel": "telegram",
-                                            "outcome": "failed", "error": "chat not found"})
-    n = apply_event(n, "attempt.finished", {"notification_id": 7, "id": 2, "channel": "email",
-                                            "outcome": "skipped", "error": "no email address"})
-    n = apply_event(n, "notification.status", {"id": 7, "recipient_id": 1, "status": "failed", "channel": "email"})
+    n = apply_event(n, event("attempt.finished", attempt(1, "telegram", "failed", "chat not found")))
+    n = apply_event(n, event("attempt.finished", attempt(2, "email", "skipped", "no email address")))
+    n = apply_event(n, event("notification.status", {"id": 7, "recipient_id": 1, "status": "failed",
+                                                     "channel": "email"}))
     assert [(a["id"], a["outcome"]) for a in n["attempts"]] == [(1, "failed"), (2, "skipped")]
     assert (n["status"], n["channel"], n["attempt_count"]) == ("failed", "email", 2)
 
 
 def test_applying_an_event_leaves_the_original_row_untouched() -> None:
-    before = apply_event({"attempts": []}, "notification.created", CREATED)
-    apply_event(before, "attempt.started", {"notification_id": 7, "attempt_id": 1, "channel": "telegram"})
+    before = from_summary(CREATED)
+    apply_event(before, event("attempt.started", {"notification_id": 7, "attempt_id": 1, "channel": "telegram"}))
     assert before["attempts"] == [] and before["status"] == "queued"
 
 
 def test_events_name_the_notification_they_are_about() -> None:
-    assert notification_id_of("attempt.finished", {"notification_id": 3}) == 3
-    assert notification_id_of("notification.status", {"id": 4}) == 4
-    assert notification_id_of("recipient.added", {"id": 5}) is None
+    assert notification_id_of(event("attempt.finished", {"notification_id": 3})) == 3
+    assert notification_id_of(event("notification.status", {"id": 4})) == 4
+    assert notification_id_of(event("recipient.added", {"id": 5})) is None
 
 
 def test_a_filter_becomes_list_params_and_matches_live_rows_the_same_way() -> None:

@@ -11,7 +11,7 @@ import asyncio
 import random
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +19,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
+from daemon.core.models import Channel, Outcome, Status
+from daemon.core.store import AttemptRecord, NotificationUpdate
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import RunningDaemon, make_config, start_daemon, stop_daemon
 from tui.app import FnotifyApp
@@ -95,6 +97,32 @@ async def seed(daemon: RunningDaemon, suite: SimulatorSuite) -> None:
     await daemon.call("cancel", id=sent["id"])
 
 
+async def seed_history(daemon: RunningDaemon) -> None:
+    """An hour of attempts before FROZEN for the health screen's sparklines and p50 / p95: written
+    through the store's own attempt calls (as the engine writes them) with chosen start and finish
+    times, onto the delivered notifications #1 (Telegram) and #3 (SMS), whose status they leave alone.
+    Telegram delivers all hour with a burst of retries; email only fails; SMS delivers now and then."""
+    store = daemon.daemon.store
+    done = NotificationUpdate(Status.DELIVERED, 0, 1, None)
+
+    async def attempt(notification_id: int, channel: Channel, minute: int, outcome: Outcome, ms: int) -> None:
+        started = FROZEN - timedelta(minutes=59 - minute, seconds=-10)
+        attempt_id = await store.start_attempt(notification_id, channel, started, 1)
+        record = AttemptRecord(outcome, None if outcome is Outcome.DELIVERED else "simulated", sent_at=started)
+        await store.finish_attempt(attempt_id, notification_id, channel, record, done,
+                                   started + timedelta(milliseconds=ms))
+
+    for minute in range(60):
+        for n in range((minute * 7) % 5 + 1):
+            await attempt(1, Channel.TELEGRAM, minute, Outcome.DELIVERED, 40 + (minute * 13 + n * 29) % 90)
+        if 38 <= minute < 46:
+            await attempt(1, Channel.TELEGRAM, minute, Outcome.RETRY, 900 + minute * 10)
+        if minute >= 50:
+            await attempt(1, Channel.EMAIL, minute, Outcome.FAILED if minute % 2 else Outcome.RETRY, 150)
+        if minute % 12 == 5:
+            await attempt(3, Channel.SMS, minute, Outcome.DELIVERED, 350 + minute)
+
+
 @pytest.fixture
 def seeded(short_tmp: Path) -> Iterator[Path]:
     """The socket of a daemon holding the four seeded notifications."""
@@ -102,6 +130,19 @@ def seeded(short_tmp: Path) -> Iterator[Path]:
     running = threaded.start()
     try:
         threaded.run(seed(running, threaded.suite))
+        yield running.config.daemon.socket_path
+    finally:
+        threaded.stop()
+
+
+@pytest.fixture
+def seeded_hour(short_tmp: Path) -> Iterator[Path]:
+    """``seeded``, plus an hour of attempt history."""
+    threaded = ThreadedDaemon(short_tmp)
+    running = threaded.start()
+    try:
+        threaded.run(seed(running, threaded.suite))
+        threaded.run(seed_history(running))
         yield running.config.daemon.socket_path
     finally:
         threaded.stop()
@@ -178,9 +219,10 @@ def test_the_recipients_list(seeded: Path, snap_compare: Callable[..., bool]) ->
 
 
 def test_channel_health_shows_telegram_degraded_and_email_failing(
-    seeded: Path, snap_compare: Callable[..., bool],
+    seeded_hour: Path, snap_compare: Callable[..., bool],
 ) -> None:
-    app = make_app(seeded)
+    """Per channel: verdict, breaker, counts, p50 / p95, and the hour's sparklines, at 80x24."""
+    app = make_app(seeded_hour)
 
     async def run_before(pilot: Pilot[None]) -> None:
         await settle(pilot, lambda: home_loaded(app))

@@ -7,13 +7,12 @@ reports as typed Textual messages posted to the app:
 
     Connected      the stream is live (re-read your data now: nothing after this is missed)
     Disconnected   the daemon is not reachable; ``reason`` says why; retrying
-    DaemonEvent    one event from the stream (``kind``, ``at``, ``data``)
+    DaemonEvent    one event from the stream (``event``, a ``daemon.protocol.Event``)
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from textual.message import Message
 from textual.message_pump import MessagePump
 
 from daemon import protocol
-from daemon.client import DaemonClient, DaemonUnavailable, RemoteError
+from daemon.client import ClientError, DaemonClient, DaemonUnavailable, EventStream
 
 log = logging.getLogger(__name__)
 
@@ -40,39 +39,20 @@ class Disconnected(Message, bubble=False):
 
 
 class DaemonEvent(Message, bubble=False):
-    """One event of the daemon's ``subscribe`` stream."""
+    """One event of the daemon's ``subscribe`` stream; ``event`` is typed by its kind (narrow on
+    ``event["event"]`` to read ``event["data"]``)."""
 
-    def __init__(self, kind: str, at: str | None, data: dict[str, Any]) -> None:
+    def __init__(self, event: protocol.Event) -> None:
         super().__init__()
-        self.kind = kind
-        self.at = at
-        self.data = data
+        self.event = event
+
+    @property
+    def kind(self) -> str:
+        return self.event["event"]
 
     def copy(self) -> DaemonEvent:
         """A fresh message for another recipient (a Message is delivered once)."""
-        return DaemonEvent(self.kind, self.at, self.data)
-
-
-class _EventStreamClient(DaemonClient):
-    """``DaemonClient.subscribe`` swallows the acknowledgement; the TUI needs to know when the
-    stream is live, so that a re-read after ``Connected`` cannot miss an event."""
-
-    async def open_stream(self) -> None:
-        await self.connect()
-        assert self._writer is not None and self._reader is not None
-        self._writer.write(protocol.encode({"id": 0, "op": "subscribe", "params": {}}))
-        await self._writer.drain()
-        reply = json.loads(await self._reader.readline() or b"{}")
-        if not reply.get("ok"):
-            err = reply.get("error") or {}
-            raise RemoteError(err.get("code", "error"), err.get("message", "subscribe refused"),
-                              err.get("field"))
-
-    async def next_event(self) -> dict[str, Any] | None:
-        """The next event, or None when the daemon ended the stream."""
-        assert self._reader is not None
-        line = await self._reader.readline()
-        return json.loads(line) if line else None
+        return DaemonEvent(self.event)
 
 
 def short_reason(exc: BaseException, path: Path) -> str:
@@ -107,11 +87,10 @@ class DaemonConnection:
         """Keep the event stream open forever (run it in a worker; cancel it to stop)."""
         delay = self.retry_initial
         while True:
-            stream = _EventStreamClient(self.socket_path, timeout=self.timeout)
             try:
-                await stream.open_stream()
-            except (DaemonUnavailable, RemoteError, OSError, ValueError) as exc:
-                await stream.close()
+                # acknowledged by the daemon before it returns: Connected means nothing later is missed
+                stream = await DaemonClient(self.socket_path, timeout=self.timeout).subscribe()
+            except (ClientError, OSError) as exc:
                 self._report_down(short_reason(exc, self.socket_path))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
@@ -119,23 +98,16 @@ class DaemonConnection:
             delay = self.retry_initial
             self.connected = True
             self.target.post_message(Connected())
-            try:
+            async with stream:
                 await self._pump(stream)
-            finally:
-                await stream.close()
             log.info("event stream ended; reconnecting")
 
-    async def _pump(self, stream: _EventStreamClient) -> None:
-        while True:
-            try:
-                event = await stream.next_event()
-            except (OSError, ValueError):
-                return
-            if event is None:
-                return
-            if not isinstance(event.get("event"), str):
-                continue
-            self.target.post_message(DaemonEvent(event["event"], event.get("at"), event.get("data") or {}))
+    async def _pump(self, stream: EventStream) -> None:
+        try:
+            async for event in stream:
+                self.target.post_message(DaemonEvent(event))
+        except (ClientError, OSError):  # the daemon went away mid-stream: reconnect
+            return
 
     def _report_down(self, reason: str) -> None:
         """Say so once per outage (and when the reason changes), not at every retry."""

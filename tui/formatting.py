@@ -13,28 +13,27 @@ characters written as escapes rather than handed to the terminal.
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
-from typing import Any
 
 from rich.text import Text
 
-from daemon.protocol import visible
+from daemon.protocol import AttemptJSON, Outcome, Status, visible
 
 STATUS_STYLES: dict[str, tuple[str, str]] = {  # status -> (icon, style)
-    "queued": ("·", "cyan"),
-    "sending": ("⋯", "yellow"),
-    "delivered": ("✓", "green"),
-    "acknowledged": ("✓", "bold green"),
-    "failed": ("✗", "bold red"),
-    "cancelled": ("⊘", "bright_black"),
-    "expired": ("⊗", "magenta"),
+    Status.QUEUED: ("·", "cyan"),
+    Status.SENDING: ("⋯", "yellow"),
+    Status.DELIVERED: ("✓", "green"),
+    Status.ACKNOWLEDGED: ("✓", "bold green"),
+    Status.FAILED: ("✗", "bold red"),
+    Status.CANCELLED: ("⊘", "bright_black"),
+    Status.EXPIRED: ("⊗", "magenta"),
 }
 OUTCOME_STYLES: dict[str, tuple[str, str]] = {
-    "delivered": ("✓", "green"),
-    "retry": ("↻", "yellow"),
-    "failed": ("✗", "red"),
-    "skipped": ("–", "bright_black"),
-    "interrupted": ("!", "magenta"),
-    "unacknowledged": ("?", "dark_orange"),
+    Outcome.DELIVERED: ("✓", "green"),
+    Outcome.RETRY: ("↻", "yellow"),
+    Outcome.FAILED: ("✗", "red"),
+    Outcome.SKIPPED: ("–", "bright_black"),
+    Outcome.INTERRUPTED: ("!", "magenta"),
+    Outcome.UNACKNOWLEDGED: ("?", "dark_orange"),
 }
 IN_FLIGHT = ("⋯", "bold cyan")
 TELEGRAM_STATE_STYLES = {"linked": "green", "not linked": "bright_black", "opted out": "yellow",
@@ -118,7 +117,7 @@ def seconds(value: float) -> str:
     return f"{value / 60:.0f} min"
 
 
-def retry_wait(attempt: dict[str, Any]) -> float | None:
+def retry_wait(attempt: AttemptJSON) -> float | None:
     """Seconds the engine waits before trying the same channel again, for a ``retry`` outcome."""
     retry_at, finished = parse_time(attempt.get("retry_at")), parse_time(attempt.get("finished_at"))
     if retry_at is None or finished is None:

@@ -1,73 +1,91 @@
 """What the TUI knows about the daemon's data, as pure functions over the protocol's JSON.
 
 Nothing here does I/O or imports Textual: the screens feed wire dicts and events in and render
-what comes out, and the tests exercise it without a terminal. The vocabulary (statuses, outcomes,
-channels) is the one documented in docs/protocol.md; the TUI does not import the daemon's models.
+what comes out, and the tests exercise it without a terminal. The shapes and the vocabulary
+(statuses, outcomes, channels) are the protocol module's; the TUI does not import the daemon's models.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-Notification = dict[str, Any]
-Recipient = dict[str, Any]
-
-CHANNELS: tuple[str, ...] = ("telegram", "email", "sms")
-STATUSES: tuple[str, ...] = (
-    "queued", "sending", "delivered", "acknowledged", "failed", "cancelled", "expired",
+from daemon.protocol import (
+    FINAL_STATUSES,
+    REDRIVABLE_STATUSES,
+    AttemptJSON,
+    Channel,
+    Event,
+    NotificationJSON,
+    NotificationSummaryJSON,
+    Outcome,
+    RecipientJSON,
+    Status,
 )
-FINAL_STATUSES = frozenset({"delivered", "acknowledged", "failed", "cancelled", "expired"})
-REDRIVABLE_STATUSES = frozenset({"failed", "expired"})
+
+Notification = NotificationJSON
+Recipient = RecipientJSON
+
+CHANNELS: tuple[Channel, ...] = tuple(Channel)
+STATUSES: tuple[Status, ...] = tuple(Status)
+__all__ = ["CHANNELS", "FINAL_STATUSES", "REDRIVABLE_STATUSES", "STATUSES", "Notification", "Recipient"]
 TUI_KEY_PREFIX = "tui-"  # idempotency keys the send form makes up
 
 
 def is_final(notification: Notification) -> bool:
-    return notification.get("status") in FINAL_STATUSES
+    return notification["status"] in FINAL_STATUSES
 
 
 # -- live events ------------------------------------------------------------------------------
 
-def notification_id_of(event_kind: str, data: dict[str, Any]) -> int | None:
+def notification_id_of(event: Event) -> int | None:
     """The notification an event is about, or None for recipient and stream events."""
-    if event_kind in ("attempt.started", "attempt.finished"):
-        value = data.get("notification_id")
-    elif event_kind in ("notification.created", "notification.status"):
-        value = data.get("id")
-    else:
-        return None
-    return value if isinstance(value, int) else None
+    if event["event"] in ("attempt.started", "attempt.finished"):
+        return event["data"]["notification_id"]
+    if event["event"] in ("notification.created", "notification.status"):
+        return event["data"]["id"]
+    return None
 
 
-def apply_event(notification: Notification, event_kind: str, data: dict[str, Any]) -> Notification:
+def from_summary(summary: NotificationSummaryJSON) -> Notification:
+    """A notification announced by ``notification.created``: nothing attempted yet."""
+    return {**summary, "attempts": []}
+
+
+def apply_event(notification: Notification, event: Event) -> Notification:
     """The notification after one stream event about it (a new dict; the input is not changed).
 
     ``attempt.started`` adds an in-flight attempt, ``attempt.finished`` replaces it (or adds a
     skipped one, which never started), ``notification.status`` carries the new status and channel.
     """
-    updated = dict(notification)
-    attempts: list[dict[str, Any]] = [dict(a) for a in notification.get("attempts") or []]
-    if event_kind == "attempt.started":
-        if not any(a.get("id") == data.get("attempt_id") for a in attempts):
-            attempts.append({"id": data.get("attempt_id"), "channel": data.get("channel"), "outcome": None,
-                             "error": None, "started_at": None, "finished_at": None, "duration_ms": None,
-                             "retry_at": None, "provider_message_id": None})
-        updated["channel"] = data.get("channel") or updated.get("channel")
-        if updated.get("status") == "queued":
-            updated["status"] = "sending"
-    elif event_kind == "attempt.finished":
-        attempt = {k: v for k, v in data.items() if k != "notification_id"}
-        index = next((i for i, a in enumerate(attempts) if a.get("id") == attempt.get("id")), None)
+    updated = notification.copy()
+    attempts: list[AttemptJSON] = [a.copy() for a in notification["attempts"]]
+    if event["event"] == "attempt.started":
+        started = event["data"]
+        if not any(a["id"] == started["attempt_id"] for a in attempts):
+            attempts.append({"id": started["attempt_id"], "notification_id": started["notification_id"],
+                             "channel": started["channel"], "outcome": None, "error": None,
+                             "provider_message_id": None, "started_at": event["at"], "finished_at": None,
+                             "retry_at": None, "duration_ms": None})
+        updated["channel"] = started["channel"] or updated["channel"]
+        if updated["status"] == Status.QUEUED:
+            updated["status"] = Status.SENDING
+    elif event["event"] == "attempt.finished":
+        attempt = event["data"]
+        index = next((i for i, a in enumerate(attempts) if a["id"] == attempt["id"]), None)
         if index is None:
             attempts.append(attempt)
         else:
             attempts[index] = attempt
-        if attempt.get("retry_at"):
+        if attempt["retry_at"]:
             updated["next_attempt_at"] = attempt["retry_at"]
-    elif event_kind in ("notification.status", "notification.created"):
-        updated.update({k: v for k, v in data.items() if k not in ("attempts", "attempt_count")})
+    elif event["event"] in ("notification.created", "notification.status"):
+        # a status change made through the API carries the whole summary, the engine's only the status
+        # and channel; the attempt count and log are worked out below, from the events
+        updated = {**updated, **event["data"]}
     updated["attempts"] = attempts
-    updated["attempt_count"] = max(len(attempts), int(notification.get("attempt_count") or 0))
+    updated["attempt_count"] = max(len(attempts), notification["attempt_count"])
     return updated
 
 
@@ -93,7 +111,7 @@ class NotificationFilter:
             params["before_id"] = before_id
         return params
 
-    def matches(self, notification: Notification) -> bool:
+    def matches(self, notification: NotificationSummaryJSON) -> bool:
         """Whether a notification announced live belongs in the filtered table."""
         if self.status and notification.get("status") != self.status:
             return False
@@ -109,13 +127,13 @@ class NotificationFilter:
 
 # -- recipients ---------------------------------------------------------------------------------
 
-def reachable_channels(recipient: Recipient) -> list[str]:
+def reachable_channels(recipient: Recipient) -> list[Channel]:
     """The channels this recipient has an address for and has not opted out of."""
     opted_out = set(recipient.get("opt_out") or [])
     has = {
-        "telegram": recipient.get("telegram_chat_id") is not None and not recipient.get("telegram_blocked"),
-        "email": bool(recipient.get("email")),
-        "sms": bool(recipient.get("phone")),
+        Channel.TELEGRAM: recipient.get("telegram_chat_id") is not None and not recipient.get("telegram_blocked"),
+        Channel.EMAIL: bool(recipient.get("email")),
+        Channel.SMS: bool(recipient.get("phone")),
     }
     return [c for c in CHANNELS if has[c] and c not in opted_out]
 
@@ -129,7 +147,7 @@ def recipient_matches(recipient: Recipient, query: str) -> bool:
     return all(part in haystack for part in needle.split())
 
 
-def recipient_params(values: dict[str, str], opt_out: list[str]) -> dict[str, Any]:
+def recipient_params(values: dict[str, str], opt_out: Sequence[str]) -> dict[str, Any]:
     """``recipient.add`` / ``recipient.update`` params from the edit form's text fields.
 
     Empty email / phone / chat id mean "none" (the daemon clears them); the chat id stays text
@@ -152,8 +170,8 @@ def channel_verdict(counts: dict[str, Any]) -> str:
         return "disabled"
     if (counts.get("breaker") or {}).get("state") == "open":
         return "down"  # the circuit breaker skips it: notifications fail over at once
-    delivered = int(counts.get("delivered") or 0)
-    trouble = int(counts.get("retry") or 0) + int(counts.get("failed") or 0)
+    delivered = int(counts.get(Outcome.DELIVERED) or 0)
+    trouble = int(counts.get(Outcome.RETRY) or 0) + int(counts.get(Outcome.FAILED) or 0)
     if delivered == 0 and trouble == 0:
         return "idle"
     if delivered == 0:
@@ -161,7 +179,7 @@ def channel_verdict(counts: dict[str, Any]) -> str:
     return "degraded" if trouble else "ok"
 
 
-def changed_fields(original: Recipient, params: dict[str, Any]) -> dict[str, Any]:
+def changed_fields(original: Mapping[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Only what the form changed: re-sending an unchanged chat id would unblock a blocked chat."""
     changed: dict[str, Any] = {}
     for key, value in params.items():

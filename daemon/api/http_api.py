@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
+from daemon.api.health import PROBES, probe
 from daemon.api.http_guard import Listener, ListenerLimits
 from daemon.api.http_openapi import openapi_document
 from daemon.api.requests import (
@@ -110,6 +111,19 @@ def _sha256(token: str) -> bytes:
 
 
 # -- middlewares (outermost first) ----------------------------------------------------------------
+
+def _probes(service: Service) -> Middleware:
+    """``/healthz`` and ``/readyz`` for load balancers, outside the API: no token, no request log line
+    (a probe a second would flood the journal), not in the OpenAPI document."""
+
+    @web.middleware
+    async def probes(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PROBES and request.method in (hdrs.METH_GET, hdrs.METH_HEAD):
+            return await probe(request.path, service.store, service.engine)
+        return await handler(request)
+
+    return probes
+
 
 @web.middleware
 async def _log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -306,7 +320,7 @@ def _legacy_view(notification: Notification) -> dict[str, Any]:
 
 def build_app(service: Service, tokens: Iterable[str], *, max_body: int = MAX_BODY) -> web.Application:
     """The aiohttp application: logging, JSON errors and bearer auth around ``HttpApi``'s routes."""
-    app = web.Application(middlewares=[_log_requests, _errors, _auth(TokenCheck(tokens))],
+    app = web.Application(middlewares=[_probes(service), _log_requests, _errors, _auth(TokenCheck(tokens))],
                           client_max_size=max_body)
     app[_MAX_BODY] = max_body
     for method, path, handler in HttpApi(service).routes:

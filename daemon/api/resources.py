@@ -55,10 +55,12 @@ def raise_fd_limit() -> int:
 
 
 def http_listener_limits(config: Config, fd_limit: int | None = None) -> ListenerLimits:
-    """``[http]`` limits for each HTTP listener (the API, the Telegram webhook), with ``max_connections``
-    lowered, and a warning logged, when those listeners together could use up the descriptors."""
+    """``[http]`` limits for each HTTP listener (the API, the Telegram webhook, the metrics endpoint), with
+    ``max_connections`` lowered, and a warning logged, when those listeners together could use up the
+    descriptors."""
     limits = ListenerLimits.from_config(config.http)
-    listeners = int(config.http.enabled) + int(config.telegram.enabled and config.telegram.mode == "webhook")
+    listeners = (int(config.http.enabled) + int(config.telegram.enabled and config.telegram.mode == "webhook")
+                 + int(config.metrics.enabled))
     if listeners == 0:
         return limits
     if fd_limit is None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from daemon import __version__
+from daemon.api import health
 from daemon.api.requests import (
     LIST_LIMIT_MAX,
     BackupRequest,
@@ -29,8 +30,9 @@ from daemon.config import Config
 from daemon.core.engine import Engine
 from daemon.core.errors import Conflict, NotFound, ValidationError
 from daemon.core.events import EventBus
-from daemon.core.models import Channel, Notification, Recipient, utcnow
-from daemon.core.store import AckOutcome, AckResult, LinkOutcome, LinkRedemption, Store
+from daemon.core.models import Channel, Notification, Outcome, Recipient, iso, utcnow
+from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkOutcome, LinkRedemption, Store
+from daemon.protocol import LinkJSON, PausedData, StatusJSON
 
 BACKUP_DIR = "backups"
 """Under the state directory: where ``backup`` without a path writes (the unit's StateDirectory= makes it)."""
@@ -47,7 +49,7 @@ class TelegramBotNotRunning(Conflict):
 class LinkIssuer(Protocol):
     """Makes opt-in deep links (``bot.links.LinkIssuer``; the daemon sets one while the bot runs)."""
 
-    async def issue(self, recipient_id: int) -> dict[str, Any]:
+    async def issue(self, recipient_id: int) -> LinkJSON:
         """A new single-use link for the recipient: at least ``url``, ``token`` and ``expires_at``."""
         ...
 
@@ -75,7 +77,7 @@ class Service:
         new = request.to_notification(self.config.chain.default, now)
         notification, created = await self.store.create_notification(new, now)
         if created:
-            self.events.publish("notification.created", _summary(notification))
+            self.events.publish("notification.created", notification.summary_json())
             self.engine.poke()
         return notification, created
 
@@ -96,13 +98,13 @@ class Service:
 
     async def cancel(self, request: ById) -> Notification:
         notification = await self.store.cancel(request.id, self.clock())
-        self.events.publish("notification.status", _summary(notification))
+        self.events.publish("notification.status", notification.summary_json())
         return notification
 
     async def retry(self, request: ById) -> Notification:
         """Redrive a failed (or expired) notification from the start of its chain; its log is kept."""
         notification = await self.store.redrive(request.id, self.clock())
-        self.events.publish("notification.status", _summary(notification))
+        self.events.publish("notification.status", notification.summary_json())
         self.engine.poke()
         return notification
 
@@ -140,7 +142,7 @@ class Service:
 
     # -- Telegram: opt-in links, and what the in-daemon bot's commands do ------------------------
 
-    async def link_recipient(self, request: ById) -> dict[str, Any]:
+    async def link_recipient(self, request: ById) -> LinkJSON:
         """A single-use, expiring deep link: the Telegram chat that opens it is linked to the recipient."""
         recipient = await self.show_recipient(request)
         if self.links is None:
@@ -186,18 +188,19 @@ class Service:
         """The "Got it" button, pressed in ``chat_id``: ends the notification, no further channel."""
         result = await self.store.acknowledge(notification_id, chat_id, self.clock())
         if result.outcome is AckOutcome.ACKNOWLEDGED and result.notification is not None:
-            self.events.publish("notification.status", _summary(result.notification))
+            self.events.publish("notification.status", result.notification.summary_json())
         return result
 
     # -- daemon ----------------------------------------------------------------------------------
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> StatusJSON:
         counts = await self.store.counts_by_status()
         return {
             "version": __version__,
             "uptime_s": round(self.monotonic() - self.started, 1),
             "in_flight": self.engine.in_flight,
             "paused": self.engine.paused,
+            "storage": self.store.location,  # a path, or the PostgreSQL URL without its password
             "counts": counts,
             "queue_depth": counts.get("queued", 0) + counts.get("sending", 0),
             "channels": {str(c): c in self.engine.channels for c in Channel},
@@ -205,13 +208,13 @@ class Service:
             "retry": dataclasses.asdict(self.engine.policy),  # the policy in force, after any SIGHUP
         }
 
-    async def pause(self) -> dict[str, Any]:
+    async def pause(self) -> PausedData:
         """Hold delivery: sends are accepted and stored, no attempt starts until ``resume``."""
         self.engine.pause()
         self.events.publish("daemon.paused", {"paused": True})
         return {"paused": True}
 
-    async def resume(self) -> dict[str, Any]:
+    async def resume(self) -> PausedData:
         self.engine.resume()
         self.events.publish("daemon.paused", {"paused": False})
         return {"paused": False}
@@ -250,15 +253,24 @@ class Service:
         return await self.store.prune(before)
 
     async def health(self) -> dict[str, Any]:
-        """Per channel over the last hour: attempts by outcome, whether it is enabled, and its circuit
-        breaker (``state`` closed / open / half_open, ``consecutive_failures``, ``probe_in_s``)."""
-        since = self.clock() - timedelta(hours=1)
-        counts = await self.store.channel_health(since)
-        return {
-            str(channel): {"enabled": channel in self.engine.channels, **counts.get(str(channel), {}),
-                           "breaker": self.engine.breakers[channel].to_json()}
-            for channel in (Channel.TELEGRAM, Channel.EMAIL, Channel.SMS)
-        }
+        """Per channel over the last hour: attempts by outcome, whether it is enabled, its circuit
+        breaker (``state`` closed / open / half_open, ``consecutive_failures``, ``probe_in_s``), the
+        attempts per minute by outcome (``series``) and the p50 / p95 call time (``latency_ms``)."""
+        now = self.clock()
+        counts = await self.store.channel_health(now - timedelta(hours=1))
+        start = health.series_start(now)
+        activity = await self.store.channel_activity(start, health.SERIES_BUCKETS, health.SERIES_STEP)
+        empty = ChannelActivity({str(o): [0] * health.SERIES_BUCKETS for o in Outcome}, ())
+        reply: dict[str, Any] = {}
+        for channel in (Channel.TELEGRAM, Channel.EMAIL, Channel.SMS):
+            seen = activity.get(str(channel), empty)
+            reply[str(channel)] = {
+                "enabled": channel in self.engine.channels, **counts.get(str(channel), {}),
+                "breaker": self.engine.breakers[channel].to_json(),
+                "series": {"start": iso(start), "step_s": int(health.SERIES_STEP), **seen.per_bucket},
+                "latency_ms": health.latency_ms(seen.durations),
+            }
+        return reply
 
 
 def _refuse_private_tmp(path: Path, backups: Path) -> None:
@@ -273,8 +285,3 @@ def _refuse_private_tmp(path: Path, backups: Path) -> None:
                                           "there is invisible to you and removed when the service stops; "
                                           f"`fnotify backup` without a path writes to {backups}")
 
-
-def _summary(n: Notification) -> dict[str, Any]:
-    data = n.to_json()
-    data.pop("attempts")
-    return data

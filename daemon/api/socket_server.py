@@ -181,7 +181,7 @@ class SocketServer:
             writer.write(protocol.encode(await self.dispatch(request)))
             await writer.drain()
 
-    async def dispatch(self, request: protocol.Request) -> dict[str, Any]:
+    async def dispatch(self, request: protocol.Request) -> protocol.Reply:
         handler = self._ops.get(request.op)
         if handler is None:
             return protocol.error(request.id, "unsupported", f"op {request.op!r} is not available in this daemon")
@@ -200,7 +200,7 @@ class SocketServer:
             log.exception("op %s failed unexpectedly", request.op)
             return protocol.error(request.id, "internal", "internal error; see the daemon log")
 
-    async def _send(self, send: SendRequest) -> dict[str, Any]:
+    async def _send(self, send: SendRequest) -> protocol.SendResultJSON:
         notification, created = await self.service.send(send)
         return {**notification.to_json(), "created": created}
 
@@ -215,7 +215,10 @@ class SocketServer:
             writer.write(protocol.encode(protocol.error(request.id, exc.code, str(exc), exc.field)))
             return
         with self.service.events.subscribe() as events:
-            writer.write(protocol.encode(protocol.ok(request.id, {"subscribed": list(kinds) if kinds else "all"})))
+            # the acknowledgement goes out only once the subscription is registered on the bus: a
+            # client that has read it sees every event published after (DaemonClient.subscribe)
+            subscribed: protocol.SubscribedJSON = {"subscribed": list(kinds) if kinds else "all"}
+            writer.write(protocol.encode(protocol.ok(request.id, subscribed)))
             await writer.drain()
             closed = asyncio.ensure_future(_discard_until_eof(reader, protocol.MAX_LINE))
             try:

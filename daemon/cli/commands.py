@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -18,8 +17,7 @@ from typing import Any, TextIO
 from daemon.cli import render
 from daemon.client import DaemonClient, DaemonUnavailable, RemoteError
 from daemon.config import Config
-from daemon.core.models import FINAL_STATUSES
-from daemon.protocol import visible
+from daemon.protocol import FINAL_STATUSES, SUCCESS_STATUSES, NotificationJSON, visible
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
 
@@ -65,37 +63,29 @@ async def cmd_send(client: DaemonClient, args: argparse.Namespace) -> int:
     else:
         note = "" if result.get("created", True) else " (already sent with this key)"
         say(f"notification {result['id']} {result['status']}{note}")
-    return 0 if not args.wait or result["status"] in ("delivered", "acknowledged") else EXIT_REFUSED
+    return 0 if not args.wait or result["status"] in SUCCESS_STATUSES else EXIT_REFUSED
 
 
-async def _wait_final(client: DaemonClient, notification_id: int, timeout: float) -> dict[str, Any]:
-    """Block until the notification is final: re-read it whenever the event stream reports a change."""
-    changed = asyncio.Event()
-    watcher = await DaemonClient(client.path).connect()
+async def _wait_final(client: DaemonClient, notification_id: int, timeout: float) -> NotificationJSON:
+    """Block until the notification is final, following the event stream rather than polling.
 
-    async def pump() -> None:
-        async for event in watcher.subscribe(["notification.status"]):
-            if event.get("data", {}).get("id") == notification_id:
-                changed.set()
-
-    pump_task = asyncio.create_task(pump())
+    The subscription is acknowledged before the first read, so a change after that read always
+    arrives as an event; once one says final, the notification is read again for its attempt log."""
     try:
-        async with asyncio.timeout(timeout):
-            current: dict[str, Any] = await client.call("show", id=notification_id)
-            while current["status"] not in FINAL_STATUSES:
-                changed.clear()
-                # a change may land before the subscription is live: re-read every second regardless
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), 1.0)
-                current = await client.call("show", id=notification_id)
-            return current
+        async with asyncio.timeout(timeout), client.subscribe(["notification.status"]) as stream:
+            current: NotificationJSON = await client.call("show", id=notification_id)
+            if current["status"] in FINAL_STATUSES:
+                return current
+            async for event in stream:
+                if (event["event"] == "notification.status" and event["data"]["id"] == notification_id
+                        and event["data"]["status"] in FINAL_STATUSES):
+                    final: NotificationJSON = await client.call("show", id=notification_id)
+                    return final
     except TimeoutError:
-        raise CliError(f"notification {notification_id} is still not final after {timeout:.0f} s") from None
-    finally:
-        pump_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await pump_task
-        await watcher.close()
+        raise CliError(f"notification {notification_id} is still not final after {timeout:g} s") from None
+    # the daemon ends a stream only when it stops, or when this reader fell 10,000 events behind
+    raise CliError(f"the daemon ended the event stream before notification {notification_id} was final; "
+                   f"`fnotify show {notification_id}` tells where it stands", EXIT_UNAVAILABLE)
 
 
 async def cmd_show(client: DaemonClient, args: argparse.Namespace) -> int:
@@ -157,12 +147,15 @@ async def cmd_status(client: DaemonClient, args: argparse.Namespace) -> int:
         say(f"  queue depth {result['queue_depth']}, in flight {result['in_flight']}{paused}")
         say(f"  notifications: {counts}")
         say(f"  channels enabled: {enabled}")
+        if "storage" in result:
+            say(f"  storage: {result['storage']}")
     return 0
 
 
 async def cmd_watch(client: DaemonClient, args: argparse.Namespace) -> int:
-    async for event in client.subscribe():
-        print(render.json_text(event, indent=None), flush=True)
+    async with client.subscribe() as stream:
+        async for event in stream:
+            print(render.json_text(event, indent=None), flush=True)
     return 0
 
 

@@ -1,7 +1,8 @@
 """``fnotify check`` (alias ``doctor``): is the config valid, and can each enabled channel be reached?
 
 Runs in the CLI process; no daemon needed. The config was validated by loading it (a bad file
-exits 2 in ``cli.main`` before this runs). Each enabled channel's adapter is then built from it and
+exits 2 in ``cli.main`` before this runs). With ``[storage] url`` set, the PostgreSQL server is reached
+and its schema version read. Each enabled channel's adapter is then built from it and
 its ``check()`` called, all at once, each under a time limit: Telegram ``getMe``, SMTP EHLO and
 login, the SMS provider's account resource. Nothing is sent to anyone. A table (or ``--json``)
 shows one row per channel, OK / FAILED / off with the reason; the exit status is 1 if any is FAILED.
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass
 from daemon.channels import ChannelAdapter, build_channels
 from daemon.cli.render import table
 from daemon.config import SECRET_SOURCES, Config
-from daemon.core.errors import ChannelError
+from daemon.core.errors import ChannelError, FnotifyError
 from daemon.core.models import Channel
 from daemon.core.redact import Redactor
 from daemon.credentials import credentials_directory, read_credential
@@ -60,13 +61,16 @@ async def check_channel(adapter: ChannelAdapter, limit: float) -> CheckResult:
 
 
 async def run_checks(config: Config, limit: float = 15.0) -> list[CheckResult]:
-    """Every row of the report, in a fixed order: config, credentials, telegram, email, sms.
+    """Every row of the report, in a fixed order: config, credentials, storage (PostgreSQL only), telegram,
+    email, sms.
 
     Raises ConfigError when an adapter refuses its settings (same as the daemon would at start).
     """
     rows = [CheckResult("config", OK, str(config.source or "no file: built-in defaults"))]
     if (credentials := _credentials_row()) is not None:
         rows.append(credentials)
+    if config.storage.postgres is not None:
+        rows.append(await check_storage(config, limit))
     channels = build_channels(config)
     try:
         results = await asyncio.gather(*(check_channel(a, limit) for a in channels.values()))
@@ -85,6 +89,20 @@ async def run_checks(config: Config, limit: float = 15.0) -> list[CheckResult]:
                                                     "[email] or [sms]"))
     redact = Redactor(config.secrets())
     return [CheckResult(r.name, r.status, redact(r.detail)) for r in rows]
+
+
+async def check_storage(config: Config, limit: float) -> CheckResult:
+    """The PostgreSQL of ``[storage] url``: reachable, and its schema version (nothing is written)."""
+    from daemon.storage.postgres_schema import probe  # asyncpg only when PostgreSQL is configured
+
+    assert config.storage.postgres is not None
+    try:
+        async with asyncio.timeout(limit):
+            return CheckResult("storage", OK, await probe(config.storage.postgres))
+    except TimeoutError:
+        return CheckResult("storage", FAILED, f"no answer within {limit:g} s")
+    except FnotifyError as exc:
+        return CheckResult("storage", FAILED, f"{config.storage.postgres.display}: {exc}")
 
 
 def _credentials_row() -> CheckResult | None:

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+
+from daemon.protocol import BreakerJSON
 
 
 class BreakerState(StrEnum):
@@ -79,7 +80,7 @@ class CircuitBreaker:
             self._opened_at = self.clock()
             self._probe_since = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> BreakerJSON:
         """For the socket API's ``health``: the state, the failure streak and seconds until a probe."""
         state = self.state
         reopens = None

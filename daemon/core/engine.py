@@ -28,7 +28,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -37,17 +36,20 @@ from apscheduler.triggers.interval import IntervalTrigger
 from daemon.core import failover
 from daemon.core.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from daemon.core.channel import ChannelAdapter, OutgoingMessage
-from daemon.core.errors import PermanentError, StorageError, TransientError
+from daemon.core.errors import LeaseLost, PermanentError, StorageError, TransientError
 from daemon.core.events import EventBus
 from daemon.core.failover import AttemptResult, Plan, RetryPolicy, Send, Situation, StepKind
-from daemon.core.models import Channel, Notification, Recipient, Status, iso, utcnow
+from daemon.core.models import Channel, Notification, Recipient, Status, iso, iso_at, utcnow
 from daemon.core.redact import Redactor
-from daemon.core.store import Store
+from daemon.core.store import Store, new_owner_id
+from daemon.protocol import AttemptJSON
 
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 128
 WAKEUP_JOB = "wakeup"
+LEASE_JOB = "leases"
+DEFAULT_LEASE = 30.0
 STORAGE_RETRY_SECONDS = 1.0
 RELEASE_RETRY_MAX = 30.0
 DEFAULT_BREAKER = BreakerSettings()
@@ -67,6 +69,8 @@ class Engine:
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         breaker: BreakerSettings = DEFAULT_BREAKER,
+        owner: str | None = None,
+        lease: float = DEFAULT_LEASE,
     ) -> None:
         self.store = store
         self.channels = dict(channels)
@@ -79,6 +83,9 @@ class Engine:
         self.breakers = {channel: CircuitBreaker(breaker, monotonic) for channel in Channel}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.owner = owner or new_owner_id()  # the daemon id this engine claims notifications under
+        self.lease = lease  # seconds a claim holds without renewal
+        self._held: dict[asyncio.Task[None], int] = {}  # each task in flight -> the notification it holds
         self._dispatcher: asyncio.Task[None] | None = None
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._stopping = False
@@ -87,12 +94,13 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        recovered = await self.store.recover_interrupted(self.clock())
+        recovered = await self.store.recover_interrupted(self.clock(), self.owner)
         if recovered:
             log.warning("%d attempt(s) were in flight when the daemon stopped: marked interrupted, will retry",
                         recovered)
         self._scheduler.start()
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="engine-dispatch")
+        self.every(self.lease / 3, LEASE_JOB, self._renew_leases, first_in=self.lease / 3)
         self.poke()
 
     async def stop(self, grace: float) -> None:
@@ -111,7 +119,7 @@ class Engine:
             await asyncio.gather(*pending, return_exceptions=True)
             if pending:
                 # same bookkeeping as after a crash: interrupted, tried again at next start
-                await self.store.recover_interrupted(self.clock())
+                await self.store.recover_interrupted(self.clock(), self.owner)
                 log.warning("%d attempt(s) did not finish in time: recorded as interrupted", len(pending))
 
     @property
@@ -157,10 +165,13 @@ class Engine:
             room = min(self.max_in_flight - len(self._tasks), CLAIM_BATCH)
             if room <= 0:
                 return  # a finishing attempt pokes us
-            batch = await self.store.claim_due(self.clock(), room)
+            now = self.clock()
+            batch = await self.store.claim_due(now, room, self.owner, now + timedelta(seconds=self.lease))
             for notification in batch:
                 task = asyncio.create_task(self._run(notification), name=f"notification-{notification.id}")
                 self._tasks.add(task)
+                self._held[task] = notification.id
+                task.add_done_callback(self._held.pop)  # its lease is renewed until the task is done
                 task.add_done_callback(self._task_done)
             if len(batch) < room:
                 return
@@ -199,6 +210,21 @@ class Engine:
                                 next_run_time=utcnow() + timedelta(seconds=first_in), coalesce=True,
                                 max_instances=1, misfire_grace_time=None)
 
+    async def _renew_leases(self) -> None:
+        """Every lease / 3: extend the leases of the notifications being worked on, then look for due work,
+        which includes the rows of a daemon that died once its leases have run out (the claim takes them)."""
+        ids = set(self._held.values())
+        if ids:
+            try:
+                held = await self.store.renew_leases(self.owner, ids, self.clock() + timedelta(seconds=self.lease))
+            except StorageError as exc:
+                log.error("renewing the leases of %d notification(s) failed: %s", len(ids), exc)
+            else:
+                lost = sorted((ids - held) & set(self._held.values()))  # still running here, held elsewhere
+                if lost:
+                    log.warning("lost the lease on notification(s) %s: another daemon took them over", lost)
+        self.poke()
+
     def _arm_at(self, when: datetime) -> None:
         self._set_timer(self._scheduler_time(when))
 
@@ -233,6 +259,8 @@ class Engine:
             await self._walk(notification)
         except asyncio.CancelledError:
             raise
+        except LeaseLost as exc:  # our lease ran out while the attempt ran: the other daemon's record stands
+            log.warning("notification %d: %s; this daemon's result is not recorded", notification.id, exc)
         except Exception as exc:
             # a write refused (disk full) or a bug: hand the row back to the timer rather than strand it
             # claimed until a restart; backoff_max apart, so a row that always fails cannot spin
@@ -247,7 +275,9 @@ class Engine:
         while not self._stopping:
             try:
                 now = self.clock()
-                await self.store.release_claim(notification_id, now, now + timedelta(seconds=delay), error)
+                await self.store.release_claim(notification_id, now, now + timedelta(seconds=delay), error, self.owner)
+                return
+            except LeaseLost:  # another daemon took the row over meanwhile: it is not ours to release
                 return
             except StorageError as exc:
                 log.error("notification %d: cannot release its claim (%s); trying again in %.0f s",
@@ -277,7 +307,7 @@ class Engine:
                 blocked = await self.store.set_telegram_blocked(n.recipient_id, True)
                 self.events.publish("recipient.blocked", blocked.telegram_event())
             attempt, new_status = await self.store.finish_attempt(attempt_id, n.id, plan.channel, plan.record,
-                                                                  plan.update, plan.at)
+                                                                  plan.update, plan.at, self.owner)
             self._report(n, attempt.to_json(), plan, status, new_status)
             status = new_status
             if plan.update.release and plan.update.next_attempt_at is not None:  # a retry, or the ack deadline
@@ -298,7 +328,7 @@ class Engine:
         # no await since the situation was read: the adapter and the breaker are the ones it saw
         adapter = self.channels[send.channel]
         self.breakers[send.channel].begin()
-        attempt_id = await self.store.start_attempt(n.id, send.channel, self.clock(), send.tries)
+        attempt_id = await self.store.start_attempt(n.id, send.channel, self.clock(), send.tries, self.owner)
         self.events.publish("attempt.started", {"notification_id": n.id, "attempt_id": attempt_id,
                                                 "channel": str(send.channel)})
         # pace right before the provider call: a commit between the two would bunch sends up
@@ -340,7 +370,7 @@ class Engine:
                 log.info("%s breaker %s", channel, after)
             self.events.publish("channel.breaker", {"channel": str(channel), **breaker.to_json()})
 
-    def _report(self, n: Notification, attempt: dict[str, Any], plan: Plan, old: Status, new: Status) -> None:
+    def _report(self, n: Notification, attempt: AttemptJSON, plan: Plan, old: Status, new: Status) -> None:
         then = f", retry in {plan.delay:.1f} s" if plan.kind is StepKind.RETRY else ""
         if plan.update.awaiting_ack:
             then = f", waiting {n.ack_timeout:g} s for an acknowledgement"
@@ -348,6 +378,8 @@ class Engine:
             "notification %d -> recipient %d: %s %s in %s ms%s%s",
             n.id, n.recipient_id, attempt["channel"], attempt["outcome"], attempt["duration_ms"],
             f" ({attempt['error']})" if attempt["error"] else "", then,
+            extra={"notification_id": n.id, "recipient_id": n.recipient_id, "channel": attempt["channel"],
+                   "outcome": attempt["outcome"], "duration_ms": attempt["duration_ms"]},  # for JSON logs
         )
         self.events.publish("attempt.finished", {"notification_id": n.id, **attempt})
         if plan.update.awaiting_ack:
@@ -355,4 +387,5 @@ class Engine:
                 "id": n.id, "recipient_id": n.recipient_id, "until": iso(plan.update.next_attempt_at)})
         if new is not old:
             self.events.publish("notification.status", {"id": n.id, "recipient_id": n.recipient_id,
-                                                        "status": str(new), "channel": attempt["channel"]})
+                                                        "status": str(new), "channel": attempt["channel"],
+                                                        "created_at": iso_at(n.created_at)})

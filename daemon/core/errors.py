@@ -6,6 +6,8 @@
     ├── NotFound               no such notification / recipient
     ├── Conflict               the request contradicts current state (e.g. cancel a delivered one)
     ├── StorageError           the database refused a write or cannot be opened
+    │   ├── StorageUnreachable the database server named by [storage] url cannot be reached at start
+    │   └── LeaseLost          another daemon took over a notification this one held (its lease ran out)
     └── ChannelError           raised by channel adapters, classified for the failover engine
         ├── TransientError     try the same channel again later (network, 5xx, 429)
         └── PermanentError     this channel will not work for this message: fail over now
@@ -46,6 +48,16 @@ class Conflict(FnotifyError):
 
 class StorageError(FnotifyError):
     code = "storage"
+
+
+class StorageUnreachable(StorageError):
+    """At start: the PostgreSQL server of ``[storage] url`` refused or did not answer. A configuration
+    error as far as ``fnotify run`` is concerned (exit status 2): the URL points at nothing usable."""
+
+
+class LeaseLost(StorageError):
+    """A write for a notification whose claim this daemon no longer holds: its lease ran out and another
+    daemon took the notification over (recording this one's attempt ``interrupted``). Nothing is written."""
 
 
 class ChannelError(FnotifyError):

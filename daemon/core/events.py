@@ -3,24 +3,44 @@
 Publishing never blocks the engine: each subscriber has a bounded queue, and a subscriber too
 slow to keep up is dropped (it receives an ``overflow`` event and its stream ends) rather than
 letting memory grow.
+
+In-process listeners (the Prometheus metrics) ``tap`` the bus instead: they are called synchronously
+on every publish, with or without subscribers, and must be quick and must not raise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 from daemon.core.models import utcnow
+from daemon.protocol import (
+    OVERFLOW,
+    AttemptJSON,
+    AttemptStartedData,
+    AwaitingAckData,
+    BreakerEventData,
+    Event,
+    LinkCreatedData,
+    NotificationStatusData,
+    NotificationSummaryJSON,
+    OverflowEvent,
+    PausedData,
+    RecipientChangedKind,
+    RecipientJSON,
+    RecipientRemovedData,
+    RecipientTelegramData,
+    RecipientTelegramKind,
+)
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
-OVERFLOW = "overflow"
-
-Event = dict[str, Any]
+Tap = Callable[[str, Mapping[str, Any]], None]
+"""An in-process listener of every event (the metrics): called in the publisher's call."""
 
 
 class EventBus:
@@ -28,22 +48,59 @@ class EventBus:
         self._subscribers: set[asyncio.Queue[Event | None]] = set()
         self._queue_size = queue_size
         self._clock = clock
+        self._taps: list[Tap] = []
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
+    def tap(self, listener: Tap) -> None:
+        """Call ``listener(kind, data)`` on every event from now on, in the publisher's call."""
+        self._taps.append(listener)
+
+    # one signature per event kind: mypy checks that each producer sends the payload the protocol
+    # module promises for that kind (docs/protocol.md lists them)
+    @overload
+    def publish(self, kind: Literal["notification.created"], data: NotificationSummaryJSON) -> None: ...
+    @overload
+    def publish(self, kind: Literal["notification.status"], data: NotificationStatusData) -> None: ...
+    @overload
+    def publish(self, kind: Literal["notification.awaiting_ack"], data: AwaitingAckData) -> None: ...
+    @overload
+    def publish(self, kind: Literal["attempt.started"], data: AttemptStartedData) -> None: ...
+    @overload
+    def publish(self, kind: Literal["attempt.finished"], data: AttemptJSON) -> None: ...
+    @overload
+    def publish(self, kind: Literal["channel.breaker"], data: BreakerEventData) -> None: ...
+    @overload
+    def publish(self, kind: RecipientChangedKind, data: RecipientJSON) -> None: ...
+    @overload
+    def publish(self, kind: Literal["recipient.removed"], data: RecipientRemovedData) -> None: ...
+    @overload
+    def publish(self, kind: Literal["recipient.link_created"], data: LinkCreatedData) -> None: ...
+    @overload
+    def publish(self, kind: RecipientTelegramKind, data: RecipientTelegramData) -> None: ...
+    @overload
+    def publish(self, kind: Literal["daemon.paused"], data: PausedData) -> None: ...
+
+    def publish(self, kind: str, data: Mapping[str, Any]) -> None:
+        for listener in self._taps:
+            try:
+                listener(kind, data)
+            except Exception:  # a metrics bug must never break the delivery that published the event
+                log.exception("an event listener failed on %s", kind)
         if not self._subscribers:
             return
-        event: Event = {"event": kind, "at": self._clock().isoformat(timespec="milliseconds"), "data": data}
+        # the overloads above pair each kind with its payload; this is where the pair becomes one Event
+        event = cast(Event, {"event": kind, "at": self._clock().isoformat(timespec="milliseconds"), "data": data})
         for queue in list(self._subscribers):
             if queue.qsize() < self._queue_size:
                 queue.put_nowait(event)
                 continue
             log.warning("dropping a subscriber that fell %d events behind", self._queue_size)
             self._subscribers.discard(queue)
-            queue.put_nowait({"event": OVERFLOW, "data": {"reason": "subscriber too slow"}})
+            overflow: OverflowEvent = {"event": OVERFLOW, "data": {"reason": "subscriber too slow"}}
+            queue.put_nowait(overflow)
             queue.put_nowait(None)
 
     def subscribe(self) -> Subscription:

@@ -46,6 +46,9 @@ NO_ADDRESS = {Channel.TELEGRAM: "no Telegram chat linked", Channel.EMAIL: "no em
               Channel.SMS: "no phone number"}
 _NAMES = {Channel.TELEGRAM: "Telegram", Channel.EMAIL: "email", Channel.SMS: "SMS"}
 
+RATE_LIMITED_NOTE = "rate limited: not counted as a try"
+"""Ends the error of an attempt refused by the provider's flood control (documented in protocol.md)."""
+
 
 class ResultKind(StrEnum):
     DELIVERED = "delivered"
@@ -199,7 +202,7 @@ def after_attempt(s: Situation, result: AttemptResult, now: datetime, sent_at: d
         # refused unread for sending too fast, not for anything about the message: the try is given
         # back, so pacing trouble never fails a notification over (its deadline still bounds it)
         delay = policy.honour(result.retry_after) if result.retry_after is not None else policy.backoff(1, draw())
-        return _retry(s, result, s.tries, delay, now, sent_at, note="rate limited: not counted as a try")
+        return _retry(s, result, s.tries, delay, now, sent_at, note=RATE_LIMITED_NOTE)
     if result.kind is ResultKind.TRANSIENT and tries < policy.attempts_per_channel:
         delay = policy.honour(result.retry_after) if result.retry_after is not None else policy.backoff(tries, draw())
         return _retry(s, result, tries, delay, now, sent_at)

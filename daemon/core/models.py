@@ -6,54 +6,25 @@ service layer turns them into JSON for the socket API.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any
+
+# the vocabulary is part of the wire contract, so it lives in the protocol module; it is imported
+# here too because the domain speaks it, and the rest of the daemon imports it from here
+from daemon.protocol import FINAL_STATUSES as FINAL_STATUSES
+from daemon.protocol import AttemptJSON, NotificationJSON, NotificationSummaryJSON, RecipientJSON, RecipientTelegramData
+from daemon.protocol import Channel as Channel
+from daemon.protocol import Outcome as Outcome
+from daemon.protocol import Status as Status
 
 MAX_WAIT = timedelta(days=3653)
 """Ten years: the furthest a deadline, an ``expires_in`` or an ``ack_timeout`` may reach. Further out is
 a mistake, and without a bound ``now + timedelta(...)`` overflows (after the provider has delivered)."""
 
 
-class Channel(StrEnum):
-    """A delivery channel a chain is made of."""
-
-    TELEGRAM = "telegram"
-    EMAIL = "email"
-    SMS = "sms"
-
-
-class Status(StrEnum):
-    """Lifecycle of a notification: queued -> sending -> a final state."""
-
-    QUEUED = "queued"
-    SENDING = "sending"
-    DELIVERED = "delivered"
-    ACKNOWLEDGED = "acknowledged"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-
-    @property
-    def is_final(self) -> bool:
-        return self in FINAL_STATUSES
-
-
-FINAL_STATUSES = frozenset(
-    {Status.DELIVERED, Status.ACKNOWLEDGED, Status.FAILED, Status.CANCELLED, Status.EXPIRED}
-)
-
-
-class Outcome(StrEnum):
-    """What one attempt on one channel came to."""
-
-    DELIVERED = "delivered"  # the provider accepted the message
-    RETRY = "retry"  # transient failure: the same channel is tried again
-    FAILED = "failed"  # permanent for this channel: fail over now
-    SKIPPED = "skipped"  # the channel cannot serve this recipient
-    INTERRUPTED = "interrupted"  # the daemon stopped while the attempt was in flight
-    UNACKNOWLEDGED = "unacknowledged"  # delivered but not acknowledged in time
+TIMED_OUTCOMES = frozenset({Outcome.DELIVERED, Outcome.RETRY, Outcome.FAILED})
+"""Outcomes of attempts that called the provider: their duration is the call's (the others were
+never started, or were cut off by a restart), so only these count towards attempt latency."""
 
 
 def utcnow() -> datetime:
@@ -62,6 +33,11 @@ def utcnow() -> datetime:
 
 def iso(ts: datetime | None) -> str | None:
     return ts.isoformat(timespec="milliseconds") if ts is not None else None
+
+
+def iso_at(ts: datetime) -> str:
+    """``iso`` for a time that is always set."""
+    return ts.isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +68,12 @@ class Recipient:
         value = {Channel.TELEGRAM: self.telegram_chat_id, Channel.EMAIL: self.email, Channel.SMS: self.phone}[channel]
         return None if value == "" else value
 
-    def telegram_event(self) -> dict[str, Any]:
+    def telegram_event(self) -> RecipientTelegramData:
         """The payload of the recipient.* Telegram-state events (linked, opted out, blocked...)."""
         return {"recipient_id": self.id, "name": self.name, "telegram_chat_id": self.telegram_chat_id,
                 "telegram_state": self.telegram_state}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> RecipientJSON:
         return {
             "id": self.id,
             "name": self.name,
@@ -107,7 +83,7 @@ class Recipient:
             "opt_out": sorted(self.opt_out),
             "telegram_blocked": self.telegram_blocked,
             "telegram_state": self.telegram_state,
-            "created_at": iso(self.created_at),
+            "created_at": iso_at(self.created_at),
         }
 
 
@@ -123,17 +99,22 @@ class Attempt:
     finished_at: datetime | None
     retry_at: datetime | None = None  # when the same channel is tried again (outcome retry)
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["channel"] = str(self.channel)
-        data["outcome"] = str(self.outcome) if self.outcome else None
-        for key in ("started_at", "finished_at", "retry_at"):
-            data[key] = iso(data[key])
+    def to_json(self) -> AttemptJSON:
+        duration_ms = None
         if self.finished_at is not None:
-            data["duration_ms"] = round((self.finished_at - self.started_at).total_seconds() * 1000, 1)
-        else:
-            data["duration_ms"] = None
-        return data
+            duration_ms = round((self.finished_at - self.started_at).total_seconds() * 1000, 1)
+        return {
+            "id": self.id,
+            "notification_id": self.notification_id,
+            "channel": str(self.channel),
+            "outcome": str(self.outcome) if self.outcome else None,
+            "error": self.error,
+            "provider_message_id": self.provider_message_id,
+            "started_at": iso_at(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "retry_at": iso(self.retry_at),
+            "duration_ms": duration_ms,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +139,8 @@ class Notification:
     def current_channel(self) -> Channel | None:
         return self.chain[self.position] if self.position < len(self.chain) else None
 
-    def to_json(self) -> dict[str, Any]:
+    def summary_json(self) -> NotificationSummaryJSON:
+        """Everything but the attempt log (``notification.created``, API-made status changes)."""
         delivered_by = next(
             (a.channel for a in reversed(self.attempts) if a.outcome is Outcome.DELIVERED), None
         )
@@ -174,11 +156,13 @@ class Notification:
             "next_attempt_at": iso(self.next_attempt_at),
             "deadline": iso(self.deadline),
             "ack_timeout": self.ack_timeout,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
+            "created_at": iso_at(self.created_at),
+            "updated_at": iso_at(self.updated_at),
             "attempt_count": len(self.attempts),
-            "attempts": [a.to_json() for a in self.attempts],
         }
+
+    def to_json(self) -> NotificationJSON:
+        return {**self.summary_json(), "attempts": [a.to_json() for a in self.attempts]}
 
 
 @dataclass(frozen=True, slots=True)

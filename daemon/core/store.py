@@ -1,12 +1,25 @@
 """The narrow async interface the daemon needs from a store.
 
-The core defines it (a port); ``daemon.storage`` implements it: SQLite today; a PostgreSQL store
-for several daemons will implement the same protocol (claiming with ``FOR UPDATE SKIP LOCKED``
-where SQLite uses one writer).
+The core defines it (a port); ``daemon.storage`` implements it: SQLite (one daemon, embedded) and
+PostgreSQL (any number of daemons sharing one database); ``tests/test_store_contract.py`` runs the same
+tests against both. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` where SQLite serialises writers
+with ``BEGIN IMMEDIATE``.
+
+Claims have an owner and a lease: ``claim_due`` records which daemon (``owner``, a daemon id) holds a
+notification and until when (``lease_until``); the engine renews the leases of its rows in flight
+(``renew_leases``). A lease that runs out belongs to a daemon that died or hung: the next claim by any
+other daemon records its open attempts ``interrupted`` and retries the row (at-least-once). A live
+lease is never taken, and ``recover_interrupted`` touches only the caller's own rows and expired
+leases. Given an ``owner``, ``start_attempt``, ``finish_attempt`` and ``release_claim`` write only while
+that owner still holds the claim, and raise ``LeaseLost`` otherwise.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -23,6 +36,20 @@ from daemon.core.models import (
     Recipient,
     Status,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelActivity:
+    """One channel's attempts over a window, for the ``health`` reply."""
+
+    per_bucket: dict[str, list[int]]  # outcome -> attempts finished in each bucket, oldest first
+    durations: tuple[float, ...]  # seconds, of its newest provider calls (models.TIMED_OUTCOMES)
+
+
+def new_owner_id() -> str:
+    """A daemon id for claims, new at every start: ``<hostname>:<pid>:<random>``. The random part keeps a
+    restarted daemon (same host, perhaps the same pid in a container) from passing for the one that died."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class LinkOutcome(StrEnum):
@@ -87,10 +114,21 @@ class Store(Protocol):
     async def redrive(self, notification_id: int, now: datetime) -> Notification: ...
 
     # the engine's side
-    async def recover_interrupted(self, now: datetime) -> int: ...
-    async def claim_due(self, now: datetime, limit: int) -> list[Notification]: ...
+    async def recover_interrupted(self, now: datetime, owner: str) -> int:
+        """Release ``owner``'s claims and expired leases (attempts open on them: ``interrupted``); how many
+        attempts were closed."""
+        ...
+    async def claim_due(self, now: datetime, limit: int, owner: str, lease_until: datetime) -> list[Notification]:
+        """Take expired leases of other owners back (as ``recover_interrupted`` does), then claim up to
+        ``limit`` due notifications for ``owner`` until ``lease_until``."""
+        ...
+    async def renew_leases(self, owner: str, ids: Collection[int], until: datetime) -> set[int]:
+        """Extend ``owner``'s leases on ``ids``; returns the ids it still holds."""
+        ...
     async def next_due_time(self) -> datetime | None: ...
-    async def start_attempt(self, notification_id: int, channel: Channel, now: datetime, tries: int) -> int: ...
+    async def start_attempt(
+        self, notification_id: int, channel: Channel, now: datetime, tries: int, owner: str | None = None
+    ) -> int: ...
     async def finish_attempt(
         self,
         attempt_id: int | None,
@@ -99,9 +137,12 @@ class Store(Protocol):
         record: AttemptRecord,
         update: NotificationUpdate,
         now: datetime,
+        owner: str | None = None,
     ) -> tuple[Attempt, Status]: ...
     async def set_telegram_blocked(self, recipient_id: int, blocked: bool) -> Recipient: ...
-    async def release_claim(self, notification_id: int, now: datetime, due: datetime, error: str) -> None:
+    async def release_claim(
+        self, notification_id: int, now: datetime, due: datetime, error: str, owner: str | None = None
+    ) -> None:
         """Drop the engine's claim after a failed walk: open attempts ``interrupted`` with ``error``, the row
         due again at ``due`` unless final."""
         ...
@@ -113,7 +154,13 @@ class Store(Protocol):
     async def acknowledge(self, notification_id: int, chat_id: int, now: datetime) -> AckResult: ...
 
     # operators
+    @property
+    def location(self) -> str:
+        """Where the data lives, for logs and ``status``: a path, or a URL without its password."""
+        ...
     async def backup(self, path: Path) -> int: ...
     async def prune(self, before: datetime) -> int: ...
+    async def ping(self) -> None: ...
     async def counts_by_status(self) -> dict[str, int]: ...
     async def channel_health(self, since: datetime) -> dict[str, dict[str, int]]: ...
+    async def channel_activity(self, since: datetime, buckets: int, step: float) -> dict[str, ChannelActivity]: ...

@@ -23,14 +23,17 @@ from daemon.core.errors import FnotifyError
 from daemon.core.events import EventBus
 from daemon.core.models import Channel, utcnow
 from daemon.core.redact import Redactor
+from daemon.core.store import new_owner_id
 from daemon.runtime.logs import throttle_resource_errors
 from daemon.runtime.reload import Reloader, retry_policy
 from daemon.runtime.systemd import Notifier, format_status
-from daemon.storage import SqliteStore
+from daemon.storage.factory import make_store
 
 if TYPE_CHECKING:
     from bot import TelegramBot
     from daemon.api.http_api import HttpServer
+    from daemon.runtime.metrics import Metrics
+    from daemon.runtime.metrics_server import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +51,13 @@ class Daemon:
         self.config = config
         self.redactor = redactor or Redactor(config.secrets())
         self.events = EventBus(clock=clock)
-        self.store = SqliteStore(config.daemon.database)
+        self.owner = new_owner_id()  # this daemon's id in claims and leases, new at every start
+        self.store = make_store(config)  # SQLite in state_dir, or the PostgreSQL of [storage] url
         self.channels = build_channels(config)
         self.engine = Engine(self.store, self.channels, retry_policy(config), self.events, self.redactor,
                              max_in_flight=config.daemon.max_in_flight, clock=clock, monotonic=monotonic,
-                             breaker=BreakerSettings(config.breaker.threshold, config.breaker.cooldown))
+                             breaker=BreakerSettings(config.breaker.threshold, config.breaker.cooldown),
+                             owner=self.owner, lease=config.storage.lease)
         self.service = Service(config, self.store, self.engine, self.events, clock=clock, monotonic=monotonic)
         self.server = SocketServer(self.service, config.daemon.socket_path,
                                    max_connections=config.daemon.max_connections,
@@ -65,6 +70,16 @@ class Daemon:
 
             self.http = HttpServer(self.service, config.http, shutdown_timeout=config.daemon.shutdown_grace,
                                    limits=self.http_limits)
+        self.metrics: Metrics | None = None
+        self.metrics_server: MetricsServer | None = None
+        if config.metrics.enabled:
+            from daemon.runtime.metrics import Metrics  # prometheus_client is imported only when metrics are on
+            from daemon.runtime.metrics_server import MetricsServer
+
+            self.metrics = Metrics(self.engine, self.store)
+            self.events.tap(self.metrics.observe)
+            self.metrics_server = MetricsServer(self.metrics, config.metrics, self.http_limits,
+                                                shutdown_timeout=config.daemon.shutdown_grace)
         self.bot: TelegramBot | None = None  # the in-daemon Telegram bot, while [telegram] is enabled
         self._bot_restart: asyncio.Task[None] | None = None
         self._listen_socket = listen_socket
@@ -81,12 +96,17 @@ class Daemon:
             await self.engine.start()
             await self._start_bot()
             await self.server.start(self._listen_socket)
-            if self.http is not None:
-                try:
-                    await self.http.start()
-                except BaseException:
-                    await self.server.stop()
-                    raise
+            listening: list[HttpServer | MetricsServer] = []
+            try:
+                for listener in (self.http, self.metrics_server):
+                    if listener is not None:
+                        await listener.start()
+                        listening.append(listener)
+            except BaseException:
+                for listener in reversed(listening):
+                    await listener.stop()
+                await self.server.stop()
+                raise
         except BaseException:
             await self.engine.stop(0)  # the dispatcher must not outlive the store it reads
             await self._close_resources()
@@ -94,8 +114,8 @@ class Daemon:
         self._started = True
         self.engine.every(RETENTION_EVERY, RETENTION_JOB, self._prune, first_in=RETENTION_FIRST)
         enabled = ", ".join(str(c) for c in Channel if c in self.channels) or "none"
-        log.info("failover-notify ready: socket %s, database %s, channels: %s",
-                 self.config.daemon.socket_path, self.config.daemon.database, enabled)
+        log.info("failover-notify ready: socket %s, database %s, channels: %s, daemon id %s",
+                 self.config.daemon.socket_path, self.store.location, enabled, self.owner)
 
     async def _prune(self) -> None:
         """The daily retention job: final notifications older than ``[daemon] retention_days`` go."""
@@ -115,6 +135,8 @@ class Daemon:
         log.info("stopping: no new work; waiting for attempts in flight")
         if self.http is not None:
             await self.http.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         await self.server.stop()
         if self._bot_restart is not None:
             await asyncio.gather(self._bot_restart, return_exceptions=True)

@@ -8,16 +8,21 @@ Every message is escaped (``printable``) after it is rendered: a string a client
 path, a request path) cannot end the line and forge another entry. Only a traceback spans lines.
 ``LogThrottle`` keeps an event that can come by the thousand (a connection flood, accept() out of
 file descriptors) to one line a minute.
+
+``[daemon] log_format = "json"``: one JSON object per line instead, for log shippers (see
+``JsonFormatter``); under journald it keeps the priority prefix, which journald strips.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from daemon.core.logsafe import LogThrottle, printable
@@ -38,10 +43,47 @@ class OneLineFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str, redactor: Redactor) -> logging.Handler:
-    """Route every log record through one redacting stderr handler; returns the handler."""
+JSON_FIELDS = ("notification_id", "recipient_id", "channel", "outcome", "duration_ms")
+"""Passed as ``extra=`` where known (the engine's line per attempt); copied into the JSON object."""
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"time", "level", "logger", "message", ...}`` on one line. The message is the record as the
+    RedactingFilter left it (rendered once, secrets masked); of the extras only JSON_FIELDS are
+    written, and only as numbers or plain strings (ids, channel and outcome names), so nothing else
+    a record carries can leak into the log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in JSON_FIELDS:
+            value = getattr(record, key, None)
+            if isinstance(value, int | float | str) and not isinstance(value, bool):
+                entry[key] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class JsonJournalFormatter(JsonFormatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
+
+
+def setup_logging(level: str, redactor: Redactor, log_format: str = "text") -> logging.Handler:
+    """Route every log record through one redacting stderr handler; returns the handler.
+    ``log_format``: ``"text"`` (a human line) or ``"json"`` (one JSON object per line)."""
     handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM") and not sys.stderr.isatty():
+    journal = bool(os.environ.get("JOURNAL_STREAM")) and not sys.stderr.isatty()
+    if log_format == "json":
+        handler.setFormatter(JsonJournalFormatter() if journal else JsonFormatter())
+    elif journal:
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))

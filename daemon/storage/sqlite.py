@@ -7,15 +7,16 @@ converters in ``sqlite_rows``."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+from collections.abc import Collection
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from daemon.core.errors import NotFound, StorageError
+from daemon.core.errors import LeaseLost, NotFound, StorageError
 from daemon.core.models import (
     Attempt,
     AttemptRecord,
@@ -23,12 +24,25 @@ from daemon.core.models import (
     NewNotification,
     Notification,
     NotificationUpdate,
-    Outcome,
     Recipient,
     Status,
 )
-from daemon.core.store import AckOutcome, AckResult, LinkOutcome, LinkRedemption
-from daemon.storage import sqlite_bot, sqlite_maintenance, sqlite_notifications, sqlite_recipients
+from daemon.core.store import (
+    AckOutcome,
+    AckResult,
+    ChannelActivity,
+    LinkOutcome,
+    LinkRedemption,
+)
+from daemon.storage import (
+    sqlite_bot,
+    sqlite_claims,
+    sqlite_health,
+    sqlite_maintenance,
+    sqlite_notifications,
+    sqlite_recipients,
+    sqlite_schema,
+)
 from daemon.storage.sqlite_recipients import RECIPIENT_FIELDS
 from daemon.storage.sqlite_rows import (
     attempt_from_row,
@@ -39,14 +53,12 @@ from daemon.storage.sqlite_rows import (
 )
 from daemon.storage.writer import GroupCommitWriter, on_connection_thread
 
-__all__ = ["ADDED_COLUMNS", "APPLICATION_ID", "FINAL", "RECIPIENT_FIELDS", "SCHEMA_VERSION", "SqliteStore"]
+__all__ = ["FINAL", "RECIPIENT_FIELDS", "SqliteStore"]
 
-APPLICATION_ID = 0x666E6F74  # "fnot": tells our database from a foreign SQLite file
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
 FINAL = tuple(str(s) for s in (Status.DELIVERED, Status.ACKNOWLEDGED, Status.FAILED, Status.CANCELLED, Status.EXPIRED))
 _FINAL_SQL = ",".join(f"'{s}'" for s in FINAL)
-# columns added after a table first shipped: CREATE TABLE IF NOT EXISTS does not add them to old files
-ADDED_COLUMNS = (("notifications", "awaiting_ack", "INTEGER NOT NULL DEFAULT 0"),)
 
 
 class SqliteStore:
@@ -58,14 +70,20 @@ class SqliteStore:
         self._write: aiosqlite.Connection | None = None
         self._read: aiosqlite.Connection | None = None
         self._writer: GroupCommitWriter | None = None
+        self._presence = sqlite_claims.OwnerPresence(path)
+        self._dead_owners: set[str] = set()  # claims found while alone with the file: their daemons are gone
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
         try:
             sqlite_maintenance.create_private(self.path)  # 0600 in 0700 (SQLite would make it 0644)
+            alone = self._presence.acquire()
             self._write = await self._connect()
             await on_connection_thread(self._write, self._prepare)
+            if alone:
+                self._dead_owners = await on_connection_thread(self._write, sqlite_claims.current_owners)
+            self._presence.share()
             self._read = await self._connect()
         except StorageError:
             await self.close()  # an open aiosqlite connection is a thread that keeps the process alive
@@ -95,24 +113,7 @@ class SqliteStore:
         raw.execute("PRAGMA foreign_keys = ON")
 
     def _prepare(self, raw: sqlite3.Connection) -> None:
-        self._check_identity(raw)
-        raw.execute("PRAGMA journal_mode = WAL")
-        raw.executescript(resources.files("daemon.storage").joinpath("schema.sql").read_text())
-        _add_missing_columns(raw)
-        raw.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    def _check_identity(self, raw: sqlite3.Connection) -> None:
-        """Refuse a file that is not ours (or from a newer version) instead of writing into it."""
-        app_id = raw.execute("PRAGMA application_id").fetchone()[0]
-        version = raw.execute("PRAGMA user_version").fetchone()[0]
-        tables = raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        if app_id == 0 and not tables:
-            return  # a new, empty database
-        if app_id != APPLICATION_ID:
-            raise StorageError(f"{self.path}: not a failover-notify database (application_id {app_id:#x})")
-        if version > SCHEMA_VERSION:
-            raise StorageError(f"{self.path}: schema version {version} is newer than this daemon ({SCHEMA_VERSION})")
+        sqlite_schema.prepare(raw, self.path)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -122,6 +123,7 @@ class SqliteStore:
             if conn is not None:
                 await conn.close()
         self._read = self._write = None
+        self._presence.release()
 
     @property
     def _r(self) -> aiosqlite.Connection:
@@ -233,48 +235,37 @@ class SqliteStore:
 
     # -- the engine's side -----------------------------------------------------------------
 
-    async def recover_interrupted(self, now: datetime) -> int:
-        ts = now.timestamp()
-
-        def op(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "UPDATE attempts SET outcome = ?, finished_at = ?, error = ? WHERE finished_at IS NULL",
-                (str(Outcome.INTERRUPTED), ts, "the daemon stopped while this attempt was in flight"),
-            )
-            conn.execute(
-                f"UPDATE notifications SET in_flight = 0, next_attempt_at = ?, updated_at = ?"
-                f" WHERE in_flight = 1 AND status NOT IN ({_FINAL_SQL})",
-                (ts, ts),
-            )
-            conn.execute("UPDATE notifications SET in_flight = 0 WHERE in_flight = 1")
-            return cur.rowcount
-
-        result: int = await self._submit(op)
+    async def recover_interrupted(self, now: datetime, owner: str) -> int:
+        dead, self._dead_owners = self._dead_owners, set()
+        result: int = await self._submit(lambda conn: sqlite_claims.recover(conn, owner, now.timestamp(), dead))
         return result
 
-    async def claim_due(self, now: datetime, limit: int) -> list[Notification]:
-        ts = now.timestamp()
-
-        def op(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            return _fetchall(
-                conn,
-                "UPDATE notifications SET in_flight = 1, updated_at = ? WHERE id IN ("
-                " SELECT id FROM notifications WHERE next_attempt_at <= ? AND in_flight = 0"
-                " ORDER BY next_attempt_at LIMIT ?) RETURNING *",
-                (ts, ts, limit),
-            )
-
-        rows: list[sqlite3.Row] = await self._submit(op)
+    async def claim_due(self, now: datetime, limit: int, owner: str, lease_until: datetime) -> list[Notification]:
+        rows, taken = await self._submit(
+            lambda conn: sqlite_claims.claim(conn, owner, now.timestamp(), lease_until.timestamp(), limit)
+        )
+        for previous, attempts in taken.items():
+            log.warning("took over the notifications of daemon %s, whose lease expired: %d attempt(s) it had in"
+                        " flight recorded interrupted, will retry", previous, attempts)
         return [notification_from_row(r) for r in rows]
 
+    async def renew_leases(self, owner: str, ids: Collection[int], until: datetime) -> set[int]:
+        if not ids:
+            return set()
+        held: set[int] = await self._submit(lambda conn: sqlite_claims.renew(conn, owner, ids, until.timestamp()))
+        return held
+
     async def next_due_time(self) -> datetime | None:
-        row = await self._one("SELECT min(next_attempt_at) FROM notifications WHERE in_flight = 0")
+        row = await self._one("SELECT min(next_attempt_at) FROM notifications WHERE claimed_by IS NULL")
         return to_datetime(row[0]) if row else None
 
-    async def start_attempt(self, notification_id: int, channel: Channel, now: datetime, tries: int) -> int:
+    async def start_attempt(
+        self, notification_id: int, channel: Channel, now: datetime, tries: int, owner: str | None = None
+    ) -> int:
         ts = now.timestamp()
 
         def op(conn: sqlite3.Connection) -> int:
+            _fence(conn, notification_id, owner)
             cur = conn.execute(
                 "INSERT INTO attempts (notification_id, channel, started_at) VALUES (?,?,?)",
                 (notification_id, str(channel), ts),
@@ -297,10 +288,12 @@ class SqliteStore:
         record: AttemptRecord,
         update: NotificationUpdate,
         now: datetime,
+        owner: str | None = None,
     ) -> tuple[Attempt, Status]:
         ts = now.timestamp()
 
         def op(conn: sqlite3.Connection) -> tuple[int, float, str]:
+            _fence(conn, notification_id, owner)
             values = (str(record.outcome), record.error, record.provider_message_id, ts, to_timestamp(record.retry_at))
             if attempt_id is None:  # skipped: an attempt that never started
                 cur = conn.execute(
@@ -317,17 +310,16 @@ class SqliteStore:
                     (*values, to_timestamp(record.sent_at), attempt_id),
                 )
                 aid, started = attempt_id, rows[0][0] if rows else ts
+            release = "claimed_by = NULL, lease_until = NULL," if update.release else ""
             updated = _fetchall(
                 conn,
-                f"UPDATE notifications SET status = ?, position = ?, tries = ?, next_attempt_at = ?,"
-                f" in_flight = CASE WHEN ? THEN 0 ELSE in_flight END, awaiting_ack = ?, updated_at = ?"
-                f" WHERE id = ? AND status NOT IN ({_FINAL_SQL}) RETURNING status",
+                f"UPDATE notifications SET status = ?, position = ?, tries = ?, next_attempt_at = ?, {release}"
+                f" awaiting_ack = ?, updated_at = ? WHERE id = ? AND status NOT IN ({_FINAL_SQL}) RETURNING status",
                 (
                     str(update.status),
                     update.position,
                     update.tries,
                     to_timestamp(update.next_attempt_at),
-                    int(update.release),
                     int(update.awaiting_ack),
                     ts,
                     notification_id,
@@ -337,7 +329,9 @@ class SqliteStore:
                 return aid, started, str(updated[0][0])
             # already final (cancelled while in flight): keep that status, drop the claim
             final = _fetchall(
-                conn, "UPDATE notifications SET in_flight = 0 WHERE id = ? RETURNING status", (notification_id,)
+                conn,
+                "UPDATE notifications SET claimed_by = NULL, lease_until = NULL WHERE id = ? RETURNING status",
+                (notification_id,),
             )
             return aid, started, str(final[0][0]) if final else str(update.status)
 
@@ -355,9 +349,16 @@ class SqliteStore:
         )
         return attempt, Status(status)
 
-    async def release_claim(self, notification_id: int, now: datetime, due: datetime, error: str) -> None:
+    async def release_claim(
+        self, notification_id: int, now: datetime, due: datetime, error: str, owner: str | None = None
+    ) -> None:
         ts, due_ts = now.timestamp(), due.timestamp()
-        await self._submit(lambda conn: sqlite_notifications.release_claim(conn, notification_id, ts, due_ts, error))
+
+        def op(conn: sqlite3.Connection) -> None:
+            _fence(conn, notification_id, owner)
+            sqlite_notifications.release_claim(conn, notification_id, ts, due_ts, error)
+
+        await self._submit(op)
 
     async def awaiting_ack(self, notification_id: int) -> bool:
         row = await self._one("SELECT awaiting_ack FROM notifications WHERE id = ?", (notification_id,))
@@ -385,6 +386,10 @@ class SqliteStore:
 
     # -- operators -------------------------------------------------------------------------
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     async def backup(self, path: Path) -> int:
         """A consistent online copy at the new file ``path`` (SQLite backup API); its size in bytes."""
         if self._read is None:
@@ -400,6 +405,12 @@ class SqliteStore:
                 break
         return total
 
+    async def ping(self) -> None:
+        """Raise StorageError (or sqlite3.Error) unless the database answers a read; for ``/readyz``."""
+        if self._writer is None:
+            raise StorageError("storage is not open")
+        await self._one("SELECT 1 FROM notifications LIMIT 1")
+
     async def counts_by_status(self) -> dict[str, int]:
         rows = await self._all("SELECT status, count(*) FROM notifications GROUP BY status")
         return {r[0]: r[1] for r in rows}
@@ -414,14 +425,18 @@ class SqliteStore:
             health.setdefault(channel, {})[outcome] = count
         return health
 
+    async def channel_activity(self, since: datetime, buckets: int, step: float) -> dict[str, ChannelActivity]:
+        """Attempts per channel, bucket and outcome from ``since``, and recent call durations (sqlite_health)."""
+        return await sqlite_health.channel_activity(self._r, since, buckets, step)
+
 
 def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
     return conn.execute(sql, params).fetchall()
 
 
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    for table, column, declaration in ADDED_COLUMNS:
-        present = {row[1] for row in _fetchall(conn, f"PRAGMA table_info({table})")}
-        if column not in present:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+def _fence(conn: sqlite3.Connection, notification_id: int, owner: str | None) -> None:
+    """LeaseLost unless ``owner`` (when given) still holds the notification's claim."""
+    if owner is not None and not sqlite_claims.holds(conn, notification_id, owner):
+        raise LeaseLost(f"notification {notification_id} is no longer held by this daemon (its lease ran out"
+                        " and another daemon took it over)")
 

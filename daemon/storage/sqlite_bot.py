@@ -88,7 +88,7 @@ def acknowledge(conn: sqlite3.Connection, notification_id: int, chat_id: int, no
         return AckOutcome.ALREADY
     if status not in _ACKABLE:
         return AckOutcome.CLOSED
-    # in_flight is left alone: an attempt running now finds the final status and stops there
+    # the claim is left alone: an attempt running now finds the final status and stops there
     conn.execute(
         "UPDATE notifications SET status = ?, next_attempt_at = NULL, awaiting_ack = 0, updated_at = ? WHERE id = ?",
         (str(Status.ACKNOWLEDGED), now.timestamp(), notification_id),

@@ -173,7 +173,7 @@ def prune_slice(conn: sqlite3.Connection, before: datetime) -> int:
     """Delete up to PRUNE_SLICE final notifications last updated before ``before``; return how many."""
     cur = conn.execute(
         f"DELETE FROM notifications WHERE id IN (SELECT id FROM notifications WHERE status IN ({_FINAL})"
-        f" AND updated_at < ? AND in_flight = 0 LIMIT {PRUNE_SLICE})",
+        f" AND updated_at < ? AND claimed_by IS NULL LIMIT {PRUNE_SLICE})",
         (before.timestamp(),),
     )
     return cur.rowcount

@@ -132,7 +132,7 @@ def release_claim(conn: sqlite3.Connection, notification_id: int, ts: float, due
     )
     final = ",".join("?" * len(FINAL_STATUSES))
     conn.execute(
-        f"UPDATE notifications SET in_flight = 0, updated_at = ?,"
+        f"UPDATE notifications SET claimed_by = NULL, lease_until = NULL, updated_at = ?,"
         f" next_attempt_at = CASE WHEN status IN ({final}) THEN next_attempt_at ELSE ? END WHERE id = ?",
         (ts, *sorted(FINAL_STATUSES), due, notification_id),
     )

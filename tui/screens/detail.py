@@ -73,10 +73,10 @@ class NotificationDetailScreen(Screen[None]):
         self.load()
 
     def on_daemon_event(self, message: DaemonEvent) -> None:
-        about = notification_id_of(message.kind, message.data)
+        about = notification_id_of(message.event)
         if self.notification is None or about != self.notification_id:
             return
-        self.notification = apply_event(self.notification, message.kind, message.data)
+        self.notification = apply_event(self.notification, message.event)
         self.render_notification()
         if message.kind == "notification.status":
             self.load()  # status events carry no updated_at, deadline...: re-read the whole record

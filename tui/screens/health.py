@@ -1,5 +1,6 @@
-"""Channel health: per channel over the last hour, delivered / retry / failed / skipped and a
-one-word verdict, so "SMTP is down" reads at a glance; plus the daemon's queue."""
+"""Channel health: per channel over the last hour, delivered / retry / failed / skipped, a one-word
+verdict, the breaker and p50 / p95 call latency, so "SMTP is down" reads at a glance; under it two
+sparklines per channel, attempts per minute (delivered, and failed or retried); plus the daemon's queue."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header, Sparkline, Static
 
 from daemon.client import DaemonUnavailable, RemoteError
+from daemon.protocol import Outcome
 from tui.base import fnotify_app
 from tui.connection import Connected, DaemonEvent
 from tui.formatting import verdict_text
@@ -24,20 +27,63 @@ from tui.widgets.banner import ConnectionBanner
 
 REFRESH_AFTER_EVENT = 1.0  # at most one re-read per second while attempts stream in
 REFRESH_EVERY = 30.0  # the one-hour window moves on even when nothing happens
+SHOWN_OUTCOMES = (Outcome.DELIVERED, Outcome.RETRY, Outcome.FAILED, Outcome.SKIPPED)
+
+
+SPARKLINES = ("delivered", "trouble")  # trouble: failed or retried in that minute (colours: app.tcss)
 
 
 def health_table(health: dict[str, Any]) -> Table:
-    table = Table(expand=True, box=None, header_style="bold bright_black", pad_edge=False)
+    # one space between columns: nine of them fit 80 columns with room to spare
+    table = Table(expand=True, box=None, header_style="bold bright_black", pad_edge=False, padding=(0, 1, 0, 0))
     table.add_column("channel", style="bold", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
-    for outcome, style in (("delivered", "green"), ("retry", "yellow"), ("failed", "red"), ("skipped", "")):
+    table.add_column("breaker", no_wrap=True)
+    for outcome, style in zip(SHOWN_OUTCOMES, ("green", "yellow", "red", ""), strict=True):
         table.add_column(outcome, justify="right", style=style, no_wrap=True)
+    table.add_column("p50", justify="right", no_wrap=True)
+    table.add_column("p95", justify="right", no_wrap=True)
     for channel in CHANNELS:
         counts = health.get(channel) or {}
         verdict = channel_verdict(counts)
-        table.add_row(channel, verdict_text(verdict),
-                      *(str(counts.get(k) or 0) for k in ("delivered", "retry", "failed", "skipped")))
+        latency = counts.get("latency_ms") or {}
+        table.add_row(channel, verdict_text(verdict), breaker_text(counts.get("breaker") or {}),
+                      *(str(counts.get(k) or 0) for k in SHOWN_OUTCOMES),
+                      milliseconds(latency.get("p50")), milliseconds(latency.get("p95")))
     return table
+
+
+def breaker_text(breaker: dict[str, Any]) -> Text:
+    state = breaker.get("state") or "?"
+    if state == "open":
+        probe = breaker.get("probe_in_s")
+        return Text(f"open {probe:.0f}s" if isinstance(probe, int | float) else "open", style="bold red")
+    return Text("half-open" if state == "half_open" else state,
+                style="yellow" if state == "half_open" else "bright_black")
+
+
+def milliseconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.1f} s"
+
+
+def per_minute(channel_health: dict[str, Any]) -> dict[str, list[int]]:
+    """The two sparklines' data from the ``health`` reply's series: delivered, and failed or retried."""
+    series = channel_health.get("series") or {}
+    delivered = list(series.get("delivered") or [])
+    trouble = [r + f for r, f in zip(series.get("retry") or [], series.get("failed") or [], strict=False)]
+    return {"delivered": delivered, "trouble": trouble}
+
+
+def channel_sparklines(channel: str) -> ComposeResult:
+    """Two rows: the channel's name, then per minute its delivered attempts and its failed or retried ones,
+    each with the busiest minute's count at the right (each line is scaled to its own maximum)."""
+    for row, kind in enumerate(SPARKLINES):
+        with Horizontal(classes="spark-row"):
+            yield Static(channel if row == 0 else "", classes="spark-label")
+            yield Sparkline([], id=f"spark-{channel}-{kind}", classes=kind)
+            yield Static("", id=f"peak-{channel}-{kind}", classes="spark-peak")
 
 
 def daemon_summary(status: dict[str, Any]) -> RenderableType:
@@ -69,6 +115,11 @@ class HealthScreen(Screen[None]):
         yield Header()
         yield ConnectionBanner()
         yield Static("loading…", id="health-table")
+        with Vertical(id="health-sparklines"):
+            yield Static(Text.assemble(("per minute, last hour, now at right: ", "bold"),
+                                       ("delivered", "green"), " / ", ("failed or retried", "red")))
+            for channel in CHANNELS:
+                yield from channel_sparklines(channel)
         yield Static(id="daemon-status")
         yield Static(Text("verdict: ok = delivering · degraded = delivering with retries or failures · "
                           "failing = nothing delivered, only retries or failures · idle = no attempts",
@@ -99,6 +150,10 @@ class HealthScreen(Screen[None]):
         except (DaemonUnavailable, RemoteError):
             return
         self.query_one("#health-table", Static).update(health_table(health))
+        for channel in CHANNELS:
+            for kind, counts in per_minute(health.get(channel) or {}).items():
+                self.query_one(f"#spark-{channel}-{kind}", Sparkline).data = counts
+                self.query_one(f"#peak-{channel}-{kind}", Static).update(f"max {max(counts, default=0)}")
         self.query_one("#daemon-status", Static).update(daemon_summary(status))
         self.loaded = True
 

@@ -49,11 +49,12 @@ class LinkScreen(ModalScreen[None]):
 
     def on_daemon_event(self, message: DaemonEvent) -> None:
         """The recipient opened the link and the bot linked their chat: say so, the code is spent."""
-        if message.kind != "recipient.linked" or message.data.get("recipient_id") != self.recipient["id"]:
+        event = message.event
+        if event["event"] != "recipient.linked" or event["data"]["recipient_id"] != self.recipient["id"]:
             return
         self.query_one("#link-qr", Static).display = False
         self.query_one("#link-body", Static).update(plain(
-            f"✓ {self.recipient['name']} opened the link: Telegram chat {message.data.get('telegram_chat_id')} "
+            f"✓ {self.recipient['name']} opened the link: Telegram chat {event['data']['telegram_chat_id']} "
             "is linked, and notifications reach them there now.", style="bold green"))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

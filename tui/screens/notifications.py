@@ -18,10 +18,19 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Select, Static
 
 from daemon.client import DaemonUnavailable, RemoteError
+from daemon.protocol import NotificationSummaryJSON
 from tui.base import fnotify_app
 from tui.connection import Connected, DaemonEvent
 from tui.formatting import plain
-from tui.model import STATUSES, Notification, NotificationFilter, apply_event, is_final, notification_id_of
+from tui.model import (
+    STATUSES,
+    Notification,
+    NotificationFilter,
+    apply_event,
+    from_summary,
+    is_final,
+    notification_id_of,
+)
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.banner import ConnectionBanner
 from tui.widgets.notification_table import NotificationTable
@@ -94,14 +103,15 @@ class NotificationsScreen(Screen[None]):
         self.load()
 
     def on_daemon_event(self, message: DaemonEvent) -> None:
-        notification_id = notification_id_of(message.kind, message.data)
+        event = message.event
+        notification_id = notification_id_of(event)
         if notification_id is None:
             return
         index = next((i for i, n in enumerate(self.notifications) if n["id"] == notification_id), None)
         if index is not None:
-            self.notifications[index] = apply_event(self.notifications[index], message.kind, message.data)
-        elif message.kind == "notification.created" and self._is_live_page(message.data):
-            self.notifications.insert(0, apply_event({"attempts": []}, message.kind, message.data))
+            self.notifications[index] = apply_event(self.notifications[index], event)
+        elif event["event"] == "notification.created" and self._is_live_page(event["data"]):
+            self.notifications.insert(0, from_summary(event["data"]))
             if len(self.notifications) > PAGE_SIZE:
                 del self.notifications[PAGE_SIZE:]
                 self.has_older = True
@@ -110,7 +120,7 @@ class NotificationsScreen(Screen[None]):
         if self._render_timer is None:
             self._render_timer = self.set_timer(RENDER_DELAY, self.render_table)
 
-    def _is_live_page(self, notification: Notification) -> bool:
+    def _is_live_page(self, notification: NotificationSummaryJSON) -> bool:
         return self.before_id is None and self.filter.matches(notification)
 
     def render_table(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from rich.text import Text
 from textual import work
@@ -38,7 +38,7 @@ class RecipientEditScreen(ModalScreen[None]):
         self.saving = False
 
     def compose(self) -> ComposeResult:
-        r = self.recipient or {}
+        r: dict[str, Any] = dict(self.recipient or {})
         title = "Add a recipient" if self.recipient is None else f"Edit {r['name']} (#{r['id']})"
         with VerticalScroll(classes="dialog form", id="recipient-dialog"):
             yield Static(plain(title, style="bold"), classes="dialog-title")
@@ -82,7 +82,7 @@ class RecipientEditScreen(ModalScreen[None]):
         opt_out = [c for c in CHANNELS if self.query_one(f"#opt-out-{c}", Checkbox).value]
         params = recipient_params(values, opt_out)
         for field, _, _ in FIELDS:  # a value left as it was shown (escaped) keeps its real text
-            before = (self.recipient or {}).get(field)
+            before = cast("dict[str, Any]", self.recipient or {}).get(field)
             if isinstance(before, str) and params.get(field) == shown(before).strip():
                 params[field] = before
         return params

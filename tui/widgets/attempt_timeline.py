@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import tzinfo
-from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.padding import Padding
@@ -11,11 +10,12 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from daemon.protocol import AttemptJSON, Outcome
 from tui.formatting import OUTCOME_STYLES, duration, outcome_text, precise_time, retry_wait, seconds, shown
 from tui.model import Notification, is_final
 
 
-def attempt_detail(attempt: dict[str, Any], tz: tzinfo | None) -> Text:
+def attempt_detail(attempt: AttemptJSON, tz: tzinfo | None) -> Text:
     """The error (or the provider's message id), then when the same channel is tried again."""
     text = Text()
     if attempt.get("error"):
@@ -34,13 +34,13 @@ def attempt_detail(attempt: dict[str, Any], tz: tzinfo | None) -> Text:
 WIDE = 110  # from this width on, the detail sits in its own column instead of under the attempt
 
 
-def _took(attempt: dict[str, Any]) -> str:
+def _took(attempt: AttemptJSON) -> str:
     if attempt.get("outcome") is None:
         return "…"
-    return "" if attempt.get("outcome") == "skipped" else duration(attempt.get("duration_ms"))
+    return "" if attempt.get("outcome") == Outcome.SKIPPED else duration(attempt.get("duration_ms"))
 
 
-def _attempt_cells(number: int, attempt: dict[str, Any], tz: tzinfo | None) -> list[RenderableType]:
+def _attempt_cells(number: int, attempt: AttemptJSON, tz: tzinfo | None) -> list[RenderableType]:
     _, style = OUTCOME_STYLES.get(attempt.get("outcome") or "", ("", "bold cyan"))
     return [
         Text(str(number), style=style),
@@ -51,7 +51,7 @@ def _attempt_cells(number: int, attempt: dict[str, Any], tz: tzinfo | None) -> l
     ]
 
 
-def _attempt_line(number: int, attempt: dict[str, Any], tz: tzinfo | None) -> Text:
+def _attempt_line(number: int, attempt: AttemptJSON, tz: tzinfo | None) -> Text:
     _, style = OUTCOME_STYLES.get(attempt.get("outcome") or "", ("", "bold cyan"))
     outcome = outcome_text(attempt.get("outcome"))
     started = precise_time(attempt.get("started_at") or attempt.get("finished_at"), tz)
@@ -61,7 +61,7 @@ def _attempt_line(number: int, attempt: dict[str, Any], tz: tzinfo | None) -> Te
     )
 
 
-def _narrow(attempts: list[dict[str, Any]], tz: tzinfo | None) -> list[RenderableType]:
+def _narrow(attempts: list[AttemptJSON], tz: tzinfo | None) -> list[RenderableType]:
     """Each attempt on one line, its detail indented on the lines below."""
     header = f"{'#':>2}  {'started':<12}  {'channel':<10}{'outcome':<16}{'took':>7}"
     lines: list[RenderableType] = [Text(header, style="bold bright_black")]
@@ -78,7 +78,7 @@ def _narrow(attempts: list[dict[str, Any]], tz: tzinfo | None) -> list[Renderabl
     return lines
 
 
-def _wide(attempts: list[dict[str, Any]], tz: tzinfo | None) -> Table:
+def _wide(attempts: list[AttemptJSON], tz: tzinfo | None) -> Table:
     table = Table(box=None, expand=True, pad_edge=False, header_style="bold bright_black", show_edge=False)
     for name, justify in (("#", "right"), ("started", "left"), ("channel", "left"), ("outcome", "left"),
                           ("took", "right")):
@@ -98,7 +98,7 @@ def _wide(attempts: list[dict[str, Any]], tz: tzinfo | None) -> Table:
 def timeline(notification: Notification, tz: tzinfo | None, width: int = 80) -> RenderableType:
     """Attempts in order with a "fail over" marker between channels; narrow terminals get each
     attempt's detail on the lines below it, wide ones in a column."""
-    attempts: list[dict[str, Any]] = notification.get("attempts") or []
+    attempts: list[AttemptJSON] = notification.get("attempts") or []
     if not attempts:
         waiting = "no attempts yet" if not is_final(notification) else "no attempts were made"
         return Text(waiting, style="bright_black italic")

@@ -6,7 +6,7 @@ cells in place, so the cursor and the scroll position stay where the operator le
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, ClassVar
@@ -29,7 +29,7 @@ class Column:
     width: int
 
 
-def plan_columns(total_width: int, notifications: list[Notification], names: list[str]) -> list[Column]:
+def plan_columns(total_width: int, notifications: Sequence[Mapping[str, Any]], names: list[str]) -> list[Column]:
     """Fixed columns first; the message takes whatever is left (at least 12 cells)."""
     all_today = all(len(n.get("_time", "")) <= 8 for n in notifications)
     columns = [Column("time", "time", 8 if all_today else 11)]
@@ -57,7 +57,7 @@ class NotificationTable(DataTable[Any]):
              now: datetime) -> None:
         """Display ``notifications`` (newest first)."""
         self._last = (notifications, name_of, tz, now)
-        rows = [{**n, "_time": short_time(n.get("created_at"), tz, now)} for n in notifications]
+        rows: list[dict[str, Any]] = [{**n, "_time": short_time(n["created_at"], tz, now)} for n in notifications]
         names = [name_of(n["recipient_id"]) for n in rows]
         plan = plan_columns(self.size.width or 80, rows, names)
         if plan != self._columns_plan:
@@ -73,7 +73,7 @@ class NotificationTable(DataTable[Any]):
             self._rebuild(keys, cells)
         self._cells = cells
 
-    def _cells_of(self, n: Notification, name: str, plan: list[Column]) -> tuple[Any, ...]:
+    def _cells_of(self, n: Mapping[str, Any], name: str, plan: list[Column]) -> tuple[Any, ...]:
         values: dict[str, Any] = {
             "time": n["_time"],
             "id": Text(str(n["id"]), style="bright_black"),

@@ -273,7 +273,10 @@ def _contact(value: Any, strict: bool) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Email(Rule):
-    """An email address, normalised (the domain lower-cased); null or ``""``: none."""
+    """An email address, normalised (the domain lower-cased); null or ``""``: none. Any syntactically
+    valid address, internal ones included (``ops@corp.local``, ``root@localhost``): the mail server
+    decides deliverability, and its 5xx fails the attempt over like any refusal. Malformed syntax, a
+    display name and line breaks (header injection) are refused."""
 
     optional: bool = True
 
@@ -281,8 +284,13 @@ class Email(Rule):
         address = _contact(value, strict)
         if address is None:
             return None
+        # email-validator assumes globally routable mail: it wants a dot in the domain and refuses the
+        # special-use names (.local, .test, localhost, home.arpa...). Its documented switch for the latter
+        # is this module-level list, read on each call; nothing else in the process validates addresses.
+        email_validator.SPECIAL_USE_DOMAIN_NAMES.clear()
         try:
-            return email_validator.validate_email(address, check_deliverability=False).normalized
+            return email_validator.validate_email(address, check_deliverability=False,
+                                                  globally_deliverable=False).normalized
         except email_validator.EmailNotValidError as exc:
             raise invalid(str(exc)) from None
 

@@ -1,0 +1,19 @@
+"""Which store the daemon runs on: ``[storage] url``."""
+
+from __future__ import annotations
+
+from daemon.config import Config
+from daemon.core.store import Store
+from daemon.storage.sqlite import SqliteStore
+
+__all__ = ["make_store"]
+
+
+def make_store(config: Config) -> Store:
+    """SQLite in ``[daemon] state_dir`` unless ``[storage] url`` names a PostgreSQL database. Not opened yet."""
+    postgres = config.storage.postgres
+    if postgres is None:
+        return SqliteStore(config.daemon.database)
+    from daemon.storage.postgres import PostgresStore  # asyncpg is imported only when it is used
+
+    return PostgresStore(postgres)
