@@ -76,6 +76,11 @@ def valid_unicode(value: str) -> str:
     return value
 
 
+def strict(info: core_schema.ValidationInfo) -> bool:
+    """Whether the caller asked for strict mode (``parse(..., strict=True)``: the HTTP API)."""
+    return bool(info.context and info.context.get("strict"))
+
+
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema`` that also takes null (an enum must list it too, or null is still refused)."""
     out = {**schema, "type": [schema["type"], "null"]}
@@ -101,7 +106,7 @@ class Rule:
             if self.optional:
                 return None
             raise missing()
-        return self.check(value, bool(info.context and info.context.get("strict")))
+        return self.check(value, strict(info))
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         return core_schema.with_info_plain_validator_function(self.validate)
@@ -254,10 +259,10 @@ class OptOut(Rule):
     optional: bool = False  # null is a value here (no channel refused): the schema below says so
 
     def validate(self, value: Any, info: core_schema.ValidationInfo) -> frozenset[Channel]:
-        strict = bool(info.context and info.context.get("strict"))
-        if value is None or (not strict and not value):
+        typed = strict(info)
+        if value is None or (not typed and not value):
             return frozenset()
-        return frozenset(channels(value, strict, empty=True))
+        return frozenset(channels(value, typed, empty=True))
 
     def schema(self) -> dict[str, Any]:
         return _nullable({"type": "array", "items": {"type": "string", "enum": CHANNELS}, "uniqueItems": True})
