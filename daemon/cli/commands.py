@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
 from daemon.cli import render
 from daemon.client import DaemonClient, DaemonUnavailable, RemoteError
-from daemon.config import Config
 from daemon.protocol import FINAL_STATUSES, SUCCESS_STATUSES, NotificationJSON, visible
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
@@ -35,14 +33,6 @@ def _print_json(value: Any) -> None:
 def say(text: str, *, file: TextIO | None = None) -> None:
     """Print human output; any text in it may come from an API client, so it is made ``visible``."""
     print(visible(text, keep_newlines=True), file=file)
-
-
-def _socket_path(args: argparse.Namespace, config: Config) -> Path:
-    if args.socket:
-        return Path(args.socket)
-    if env := os.environ.get("FNOTIFY_SOCKET"):
-        return Path(env)
-    return config.daemon.socket_path
 
 
 # -- commands that talk to the daemon ----------------------------------------------------------
@@ -206,9 +196,9 @@ async def cmd_recipient_link(client: DaemonClient, args: argparse.Namespace) -> 
 Command = Callable[[DaemonClient, argparse.Namespace], Coroutine[Any, Any, int]]
 
 
-def run_client_command(func: Command, args: argparse.Namespace, config: Config) -> int:
+def run_client_command(func: Command, args: argparse.Namespace, socket: Path) -> int:
     async def main() -> int:
-        async with DaemonClient(_socket_path(args, config), timeout=args.request_timeout) as client:
+        async with DaemonClient(socket, timeout=args.request_timeout) as client:
             return await func(client, args)
 
     try:
@@ -217,26 +207,6 @@ def run_client_command(func: Command, args: argparse.Namespace, config: Config) 
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
     except RemoteError as exc:
         raise CliError(str(exc)) from None
-
-
-def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from daemon.runtime.runner import run_daemon
-
-    return run_daemon(config)
-
-
-def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    from daemon.cli.doctor import cmd_check as check
-
-    return check(args, config)
-
-
-def cmd_tui(args: argparse.Namespace, config: Config) -> int:
-    """The terminal UI; it waits (and keeps retrying) when the daemon is not up yet."""
-    from tui.app import FnotifyApp  # imported here: nothing in daemon/ needs textual otherwise
-
-    FnotifyApp(_socket_path(args, config)).run()
-    return 0
 
 
 CLIENT_COMMANDS: dict[str, Command] = {
@@ -255,9 +225,4 @@ CLIENT_COMMANDS: dict[str, Command] = {
     "recipient_list": cmd_recipient_list,
     "recipient_remove": cmd_recipient_remove,
     "recipient_link": cmd_recipient_link,
-}
-LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
-    "run": cmd_run,
-    "check": cmd_check,
-    "tui": cmd_tui,
 }
