@@ -21,27 +21,9 @@ from types import TracebackType
 from typing import Any
 
 from daemon import protocol
+from daemon.protocol import ClientError, DaemonUnavailable, RemoteError, remote_error
 
-
-class ClientError(Exception):
-    """Root of the client's errors."""
-
-
-class DaemonUnavailable(ClientError):
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(
-            f"cannot reach the daemon at {path}: {reason}. Is it running? Start it with `fnotify run`."
-        )
-        self.path = path
-
-
-class RemoteError(ClientError):
-    """The daemon refused the request; ``code`` and ``field`` say why."""
-
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.field = field
+__all__ = ["ClientError", "DaemonClient", "DaemonUnavailable", "EventStream", "RemoteError"]
 
 
 class DaemonClient:
@@ -79,7 +61,7 @@ class DaemonClient:
                 reply = await self._exchange(op, params)
         if reply["ok"]:
             return reply["result"]
-        raise _remote_error(reply["error"])
+        raise remote_error(reply["error"])
 
     def subscribe(self, events: Sequence[str] | None = None) -> Subscribing:
         """Live events (all, or only the kinds in ``events``) on a new connection of their own; this
@@ -174,7 +156,7 @@ class EventStream:
         except protocol.ProtocolError as exc:
             raise DaemonUnavailable(self.path, f"unreadable reply ({exc})") from None
         if not reply["ok"]:
-            raise _remote_error(reply["error"])
+            raise remote_error(reply["error"])
 
     def __aiter__(self) -> EventStream:
         return self
@@ -228,7 +210,3 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(ConnectionError, OSError):
         await writer.wait_closed()
-
-
-def _remote_error(err: protocol.ErrorJSON) -> RemoteError:
-    return RemoteError(err["code"], err["message"], err.get("field"))

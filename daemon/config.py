@@ -23,8 +23,7 @@ from daemon.core.errors import ConfigError
 from daemon.core.models import Channel
 from daemon.credentials import read_credential
 from daemon.database_url import PostgresUrl, parse_postgres_url
-
-DEFAULT_CONFIG_NAME = "fnotify.toml"
+from daemon.paths import config_path, default_state_dir, socket_path
 
 # (section, key) -> environment variable / credential file name
 SECRET_SOURCES: dict[tuple[str, str], tuple[str, str]] = {
@@ -35,13 +34,6 @@ SECRET_SOURCES: dict[tuple[str, str], tuple[str, str]] = {
     ("http", "tokens"): ("FNOTIFY_HTTP_TOKENS", "http_tokens"),
     ("storage", "url"): ("FNOTIFY_STORAGE_URL", "storage_url"),
 }
-
-
-def _default_state_dir() -> str:
-    if state := os.environ.get("STATE_DIRECTORY"):  # systemd StateDirectory=
-        return state.split(":")[0]
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(base) / "failover-notify")
 
 
 MAX_TIMEOUT = 600.0
@@ -57,7 +49,7 @@ class Section(BaseModel):
 
 
 class DaemonConfig(Section):
-    state_dir: Path = Field(default_factory=lambda: Path(_default_state_dir()))
+    state_dir: Path = Field(default_factory=default_state_dir)
     """Directory holding the SQLite database (created if missing)."""
     socket: Path | None = None
     """Unix socket path; default ``$RUNTIME_DIRECTORY/fnotify.sock`` or ``<state_dir>/fnotify.sock``."""
@@ -93,11 +85,7 @@ class DaemonConfig(Section):
 
     @property
     def socket_path(self) -> Path:
-        if self.socket is not None:
-            return self.socket
-        if runtime := os.environ.get("RUNTIME_DIRECTORY"):
-            return Path(runtime.split(":")[0]) / "fnotify.sock"
-        return self.state_dir / "fnotify.sock"
+        return socket_path(self.socket, self.state_dir)
 
 
 class TelegramConfig(Section):
@@ -387,15 +375,6 @@ def _secrets_in(raw: dict[str, Any]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def resolve_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
-    """Return the config path and whether it must exist (explicitly named)."""
-    if explicit:
-        return Path(explicit), True
-    if env := os.environ.get("FNOTIFY_CONFIG"):
-        return Path(env), True
-    return Path(DEFAULT_CONFIG_NAME), False
-
-
 def _read_secret_overrides(raw: dict[str, Any]) -> None:
     for (section, key), (env_name, cred_name) in SECRET_SOURCES.items():
         value: str | None = os.environ.get(env_name)
@@ -437,7 +416,7 @@ def load_config(explicit: str | os.PathLike[str] | None = None, *, client: bool 
     a channel section that does not validate here (its secrets held only by the service's
     credentials, say) does not stop them; only ``[daemon]`` must be valid.
     """
-    path, required = resolve_path(explicit)
+    path, required = config_path(explicit)
     raw: dict[str, Any] = {}
     if path.exists():
         try:

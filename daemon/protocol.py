@@ -18,6 +18,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
 MAX_LINE = 1024 * 1024  # one request may not exceed 1 MiB
@@ -462,3 +463,33 @@ def visible(text: str, *, keep_newlines: bool = False) -> str:
     """``text`` safe for a terminal: control, bidi and separator characters written as ``\\x1b``,
     ``\\r``, ``\\u202e``... (a newline too, unless ``keep_newlines``). Other text is unchanged."""
     return (UNSAFE_KEEPING_NEWLINES if keep_newlines else UNSAFE).sub(_escape, text)
+
+
+# -- what a client raises -------------------------------------------------------------------------
+# Shared by the async client (``daemon.client``: the TUI, tests) and the blocking one
+# (``daemon.blocking_client``: the CLI), so callers catch one set of errors whichever they use.
+
+class ClientError(Exception):
+    """Root of the client's errors."""
+
+
+class DaemonUnavailable(ClientError):
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"cannot reach the daemon at {path}: {reason}. Is it running? Start it with `fnotify run`."
+        )
+        self.path = path
+
+
+class RemoteError(ClientError):
+    """The daemon refused the request; ``code`` and ``field`` say why."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+def remote_error(err: ErrorJSON) -> RemoteError:
+    """The exception for a refusal the daemon sent."""
+    return RemoteError(err["code"], err["message"], err.get("field"))

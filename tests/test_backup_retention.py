@@ -87,8 +87,8 @@ async def test_retention_prunes_only_final_notifications_older_than_retention_da
     aged = (utcnow() - timedelta(days=91)).timestamp()
     conn = store._write  # age two rows by hand
     assert conn is not None
-    await conn.execute("UPDATE notifications SET updated_at = ? WHERE id IN (?, ?)",
-                       (aged, old_final["id"], old_pending["id"]))
+    await conn.run(lambda raw: raw.execute("UPDATE notifications SET updated_at = ? WHERE id IN (?, ?)",
+                                           (aged, old_final["id"], old_pending["id"])))
 
     assert await bare_daemon.daemon.service.prune() == 1
     remaining = {n["text"] for n in await bare_daemon.call("list")}

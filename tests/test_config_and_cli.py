@@ -64,3 +64,24 @@ def test_secrets_come_from_the_environment_and_never_print(short_tmp: Path, monk
     assert config.telegram.token is not None
     assert config.telegram.token.get_secret_value() == "123456:ENV-TOKEN-abcdefghijklmnopqrst"
     assert "ENV-TOKEN" not in repr(config) and "ENV-TOKEN" not in str(config.model_dump())
+
+
+def test_a_client_command_imports_neither_the_config_models_nor_any_server_code() -> None:
+    """`fnotify send` is run once per alert by scripts: it reads the socket path and nothing more
+    (issue 14). The import contracts check the modules; this checks what really gets loaded."""
+    code = ("import sys, daemon.cli.main, daemon.cli.commands\n"
+            "heavy = ('pydantic', 'daemon.config', 'aiogram', 'aiohttp', 'httpx', 'textual', 'apscheduler',"
+            " 'daemon.api', 'daemon.storage', 'daemon.runtime', 'asyncio')\n"
+            "print(sorted(m for m in sys.modules if m.startswith(heavy)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_client_commands_find_the_socket_relative_to_the_config_file(short_tmp: Path) -> None:
+    path = short_tmp / "fnotify.toml"
+    path.write_text('[daemon]\nstate_dir = "state"\n[sms]\nenabled = "not a bool"\n')  # the daemon would refuse [sms]
+    result = fnotify("--config", str(path), "status")
+    assert result.returncode == 3
+    assert f"cannot reach the daemon at {short_tmp.resolve()}/state/fnotify.sock" in result.stderr
+    path.write_text('[daemon]\nstate_dir = "state"\n')  # the daemon's own reading agrees
+    assert load_config(path).daemon.socket_path == short_tmp.resolve() / "state" / "fnotify.sock"

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
 from daemon.core.errors import NotFound, StorageError
-from daemon.storage.writer import GroupCommitWriter, apply_batch
+from daemon.storage.writer import GroupCommitWriter, WriteConnection, apply_batch
 
 
 @pytest.fixture
@@ -97,8 +96,9 @@ def test_a_read_only_database_fails_the_whole_batch(conn: sqlite3.Connection) ->
 
 
 async def test_the_writer_answers_each_caller_with_its_own_outcome(tmp_path: Path) -> None:
-    async with aiosqlite.connect(tmp_path / "w.db", isolation_level=None) as db:
-        await db.execute("CREATE TABLE t (name TEXT NOT NULL, n INTEGER)")
+    db = await WriteConnection.open(tmp_path / "w.db", lambda raw: None)
+    try:
+        await db.run(lambda raw: raw.execute("CREATE TABLE t (name TEXT NOT NULL, n INTEGER)"))
         writer = GroupCommitWriter(db)
         writer.start()
         good = [writer.submit(insert(f"good {i}")) for i in range(50)]
@@ -107,7 +107,8 @@ async def test_the_writer_answers_each_caller_with_its_own_outcome(tmp_path: Pat
         await writer.close()
         assert all(isinstance(r, int) for r in results[:50])
         assert [type(r) for r in results[50:]] == [OverflowError, UnicodeEncodeError]
-        rows = await db.execute_fetchall("SELECT count(*) FROM t")
-        assert next(iter(rows))[0] == 50
+        assert await db.run(lambda raw: raw.execute("SELECT count(*) FROM t").fetchone()[0]) == 50
         with pytest.raises(StorageError, match="closed"):
             await writer.submit(insert("late"))
+    finally:
+        await db.close()

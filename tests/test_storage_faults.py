@@ -27,7 +27,7 @@ async def writer_pragma(daemon: RunningDaemon, pragma: str) -> None:
     """Reach into the store's write connection: the fault a full disk or a read-only file causes."""
     conn = daemon.daemon.store._write  # fault injection
     assert conn is not None
-    await conn.execute(pragma)
+    await conn.run(lambda raw: raw.execute(pragma))
 
 
 async def test_a_read_only_database_refuses_send_with_a_storage_error_and_reads_go_on(daemon: RunningDaemon) -> None:

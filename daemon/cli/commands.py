@@ -8,16 +8,20 @@ badly under ``--wait``, 2 on usage or configuration errors, 3 when the daemon is
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from daemon.blocking_client import BlockingClient
 from daemon.cli import render
-from daemon.client import DaemonClient, DaemonUnavailable, RemoteError
-from daemon.config import Config
-from daemon.protocol import FINAL_STATUSES, SUCCESS_STATUSES, NotificationJSON, visible
+from daemon.protocol import (
+    FINAL_STATUSES,
+    SUCCESS_STATUSES,
+    DaemonUnavailable,
+    NotificationJSON,
+    RemoteError,
+    visible,
+)
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
 
@@ -37,25 +41,17 @@ def say(text: str, *, file: TextIO | None = None) -> None:
     print(visible(text, keep_newlines=True), file=file)
 
 
-def _socket_path(args: argparse.Namespace, config: Config) -> Path:
-    if args.socket:
-        return Path(args.socket)
-    if env := os.environ.get("FNOTIFY_SOCKET"):
-        return Path(env)
-    return config.daemon.socket_path
-
-
 # -- commands that talk to the daemon ----------------------------------------------------------
 
-async def cmd_send(client: DaemonClient, args: argparse.Namespace) -> int:
+def cmd_send(client: BlockingClient, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"recipient_id": args.to, "message": args.message}
     for key, value in (("subject", args.subject), ("chain", args.chain), ("idempotency_key", args.key),
                        ("ack_timeout", args.ack_timeout), ("expires_in", args.expires_in)):
         if value is not None:
             params[key] = value
-    result = await client.call("send", **params)
+    result = client.call("send", **params)
     if args.wait:
-        result = await _wait_final(client, result["id"], args.timeout)
+        result = _wait_final(client, result["id"], args.timeout)
     if args.json:
         _print_json(result)
     elif args.wait:
@@ -66,20 +62,20 @@ async def cmd_send(client: DaemonClient, args: argparse.Namespace) -> int:
     return 0 if not args.wait or result["status"] in SUCCESS_STATUSES else EXIT_REFUSED
 
 
-async def _wait_final(client: DaemonClient, notification_id: int, timeout: float) -> NotificationJSON:
+def _wait_final(client: BlockingClient, notification_id: int, timeout: float) -> NotificationJSON:
     """Block until the notification is final, following the event stream rather than polling.
 
     The subscription is acknowledged before the first read, so a change after that read always
     arrives as an event; once one says final, the notification is read again for its attempt log."""
     try:
-        async with asyncio.timeout(timeout), client.subscribe(["notification.status"]) as stream:
-            current: NotificationJSON = await client.call("show", id=notification_id)
+        with client.subscribe(["notification.status"], timeout=timeout) as stream:
+            current: NotificationJSON = client.call("show", id=notification_id)
             if current["status"] in FINAL_STATUSES:
                 return current
-            async for event in stream:
+            for event in stream:
                 if (event["event"] == "notification.status" and event["data"]["id"] == notification_id
                         and event["data"]["status"] in FINAL_STATUSES):
-                    final: NotificationJSON = await client.call("show", id=notification_id)
+                    final: NotificationJSON = client.call("show", id=notification_id)
                     return final
     except TimeoutError:
         raise CliError(f"notification {notification_id} is still not final after {timeout:g} s") from None
@@ -88,55 +84,55 @@ async def _wait_final(client: DaemonClient, notification_id: int, timeout: float
                    f"`fnotify show {notification_id}` tells where it stands", EXIT_UNAVAILABLE)
 
 
-async def cmd_show(client: DaemonClient, args: argparse.Namespace) -> int:
-    result = await client.call("show", id=args.id)
+def cmd_show(client: BlockingClient, args: argparse.Namespace) -> int:
+    result = client.call("show", id=args.id)
     _print_json(result) if args.json else say(render.notification(result))
     return 0
 
 
-async def cmd_list(client: DaemonClient, args: argparse.Namespace) -> int:
+def cmd_list(client: BlockingClient, args: argparse.Namespace) -> int:
     params = {k: v for k, v in (("status", args.status), ("recipient_id", args.recipient),
                                 ("limit", args.limit)) if v is not None}
-    result = await client.call("list", **params)
+    result = client.call("list", **params)
     _print_json(result) if args.json else say(render.notification_list(result))
     return 0
 
 
-async def cmd_cancel(client: DaemonClient, args: argparse.Namespace) -> int:
-    result = await client.call("cancel", id=args.id)
+def cmd_cancel(client: BlockingClient, args: argparse.Namespace) -> int:
+    result = client.call("cancel", id=args.id)
     _print_json(result) if args.json else say(f"notification {result['id']} {result['status']}")
     return 0
 
 
-async def cmd_retry(client: DaemonClient, args: argparse.Namespace) -> int:
-    result = await client.call("retry", id=args.id)
+def cmd_retry(client: BlockingClient, args: argparse.Namespace) -> int:
+    result = client.call("retry", id=args.id)
     _print_json(result) if args.json else say(f"notification {result['id']} {result['status']} again")
     return 0
 
 
-async def cmd_pause(client: DaemonClient, args: argparse.Namespace) -> int:
-    await client.call("pause")
+def cmd_pause(client: BlockingClient, args: argparse.Namespace) -> int:
+    client.call("pause")
     print("delivery paused: sends are stored, nothing is attempted until `fnotify resume`")
     return 0
 
 
-async def cmd_resume(client: DaemonClient, args: argparse.Namespace) -> int:
-    await client.call("resume")
+def cmd_resume(client: BlockingClient, args: argparse.Namespace) -> int:
+    client.call("resume")
     print("delivery resumed")
     return 0
 
 
-async def cmd_backup(client: DaemonClient, args: argparse.Namespace) -> int:
+def cmd_backup(client: BlockingClient, args: argparse.Namespace) -> int:
     # the daemon writes the file: give it an absolute path, since its working directory is not ours;
     # without one it picks a new file in its own backups directory
     params = {"path": str(Path(args.path).resolve())} if args.path else {}
-    result = await client.call("backup", **params)
+    result = client.call("backup", **params)
     say(f"backed up to {result['path']} ({result['bytes']} bytes)")
     return 0
 
 
-async def cmd_status(client: DaemonClient, args: argparse.Namespace) -> int:
-    result = await client.call("status")
+def cmd_status(client: BlockingClient, args: argparse.Namespace) -> int:
+    result = client.call("status")
     if args.json:
         _print_json(result)
     else:
@@ -152,9 +148,9 @@ async def cmd_status(client: DaemonClient, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_watch(client: DaemonClient, args: argparse.Namespace) -> int:
-    async with client.subscribe() as stream:
-        async for event in stream:
+def cmd_watch(client: BlockingClient, args: argparse.Namespace) -> int:
+    with client.subscribe() as stream:
+        for event in stream:
             print(render.json_text(event, indent=None), flush=True)
     return 0
 
@@ -165,35 +161,35 @@ def _recipient_fields(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-async def cmd_recipient_add(client: DaemonClient, args: argparse.Namespace) -> int:
-    result = await client.call("recipient.add", **_recipient_fields(args))
+def cmd_recipient_add(client: BlockingClient, args: argparse.Namespace) -> int:
+    result = client.call("recipient.add", **_recipient_fields(args))
     _print_json(result) if args.json else say(f"recipient {result['id']} added: {visible(result['name'])}")
     return 0
 
 
-async def cmd_recipient_update(client: DaemonClient, args: argparse.Namespace) -> int:
+def cmd_recipient_update(client: BlockingClient, args: argparse.Namespace) -> int:
     params = _recipient_fields(args)
     if args.opt_out is not None:
         params["opt_out"] = [c for c in args.opt_out.split(",") if c]
-    result = await client.call("recipient.update", id=args.id, **params)
+    result = client.call("recipient.update", id=args.id, **params)
     _print_json(result) if args.json else say(f"recipient {result['id']} updated")
     return 0
 
 
-async def cmd_recipient_list(client: DaemonClient, args: argparse.Namespace) -> int:
-    result = await client.call("recipient.list")
+def cmd_recipient_list(client: BlockingClient, args: argparse.Namespace) -> int:
+    result = client.call("recipient.list")
     _print_json(result) if args.json else say(render.recipient_list(result))
     return 0
 
 
-async def cmd_recipient_remove(client: DaemonClient, args: argparse.Namespace) -> int:
-    await client.call("recipient.remove", id=args.id)
+def cmd_recipient_remove(client: BlockingClient, args: argparse.Namespace) -> int:
+    client.call("recipient.remove", id=args.id)
     print(f"recipient {args.id} removed")
     return 0
 
 
-async def cmd_recipient_link(client: DaemonClient, args: argparse.Namespace) -> int:
-    result = await client.call("recipient.link", id=args.id)
+def cmd_recipient_link(client: BlockingClient, args: argparse.Namespace) -> int:
+    result = client.call("recipient.link", id=args.id)
     if args.json:
         _print_json(result)
     else:
@@ -203,40 +199,17 @@ async def cmd_recipient_link(client: DaemonClient, args: argparse.Namespace) -> 
 
 # -- wiring ------------------------------------------------------------------------------------
 
-Command = Callable[[DaemonClient, argparse.Namespace], Coroutine[Any, Any, int]]
+Command = Callable[[BlockingClient, argparse.Namespace], int]
 
 
-def run_client_command(func: Command, args: argparse.Namespace, config: Config) -> int:
-    async def main() -> int:
-        async with DaemonClient(_socket_path(args, config), timeout=args.request_timeout) as client:
-            return await func(client, args)
-
+def run_client_command(func: Command, args: argparse.Namespace, socket: Path) -> int:
     try:
-        return asyncio.run(main())
+        with BlockingClient(socket, timeout=args.request_timeout) as client:
+            return func(client, args)
     except DaemonUnavailable as exc:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
     except RemoteError as exc:
         raise CliError(str(exc)) from None
-
-
-def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from daemon.runtime.runner import run_daemon
-
-    return run_daemon(config)
-
-
-def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    from daemon.cli.doctor import cmd_check as check
-
-    return check(args, config)
-
-
-def cmd_tui(args: argparse.Namespace, config: Config) -> int:
-    """The terminal UI; it waits (and keeps retrying) when the daemon is not up yet."""
-    from tui.app import FnotifyApp  # imported here: nothing in daemon/ needs textual otherwise
-
-    FnotifyApp(_socket_path(args, config)).run()
-    return 0
 
 
 CLIENT_COMMANDS: dict[str, Command] = {
@@ -255,9 +228,4 @@ CLIENT_COMMANDS: dict[str, Command] = {
     "recipient_list": cmd_recipient_list,
     "recipient_remove": cmd_recipient_remove,
     "recipient_link": cmd_recipient_link,
-}
-LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
-    "run": cmd_run,
-    "check": cmd_check,
-    "tui": cmd_tui,
 }

@@ -12,13 +12,12 @@ from daemon.cli.commands import (
     CLIENT_COMMANDS,
     EXIT_REFUSED,
     EXIT_USAGE,
-    LOCAL_COMMANDS,
     CliError,
     run_client_command,
     say,
 )
+from daemon.cli.locate import client_socket_path
 from daemon.cli.parser import build_parser
-from daemon.config import load_config
 from daemon.core.errors import ConfigError, FnotifyError
 from daemon.protocol import visible
 
@@ -30,11 +29,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        local = getattr(args, "local", False)
-        config = load_config(args.config, client=not local)
-        if local:
-            return int(LOCAL_COMMANDS[args.command](args, config))
-        return run_client_command(CLIENT_COMMANDS[args.command], args, config)
+        if getattr(args, "local", False):  # run, check, tui: their imports are theirs alone
+            from daemon.cli.local import LOCAL_COMMANDS
+
+            return int(LOCAL_COMMANDS[args.command](args))
+        socket = client_socket_path(args.socket, args.config)
+        return run_client_command(CLIENT_COMMANDS[args.command], args, socket)
     except ConfigError as exc:
         say(f"fnotify: configuration error:\n{exc}", file=sys.stderr)
         return EXIT_USAGE

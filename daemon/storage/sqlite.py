@@ -1,4 +1,4 @@
-"""SQLite store (aiosqlite, WAL). All writes go through one group-commit writer; reads use a
+"""SQLite store (WAL). All writes go through one group-commit writer on a thread of its own; reads use a
 second connection so they never wait behind a write transaction.
 
 This module holds the lifecycle, the reads and the delivery engine's writes; the other writes' SQL is in
@@ -51,7 +51,7 @@ from daemon.storage.sqlite_rows import (
     to_datetime,
     to_timestamp,
 )
-from daemon.storage.writer import GroupCommitWriter, on_connection_thread
+from daemon.storage.writer import GroupCommitWriter, WriteConnection
 
 __all__ = ["FINAL", "RECIPIENT_FIELDS", "SqliteStore"]
 
@@ -67,7 +67,7 @@ class SqliteStore:
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
         self._synchronous = synchronous
-        self._write: aiosqlite.Connection | None = None
+        self._write: WriteConnection | None = None
         self._read: aiosqlite.Connection | None = None
         self._writer: GroupCommitWriter | None = None
         self._presence = sqlite_claims.OwnerPresence(path)
@@ -79,10 +79,10 @@ class SqliteStore:
         try:
             sqlite_maintenance.create_private(self.path)  # 0600 in 0700 (SQLite would make it 0644)
             alone = self._presence.acquire()
-            self._write = await self._connect()
-            await on_connection_thread(self._write, self._prepare)
+            self._write = await WriteConnection.open(self.path, self._configure)
+            await self._write.run(self._prepare)
             if alone:
-                self._dead_owners = await on_connection_thread(self._write, sqlite_claims.current_owners)
+                self._dead_owners = await self._write.run(sqlite_claims.current_owners)
             self._presence.share()
             self._read = await self._connect()
         except StorageError:
@@ -101,16 +101,19 @@ class SqliteStore:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         conn.row_factory = sqlite3.Row
         try:
-            await on_connection_thread(conn, self._configure)
+            for pragma in self._pragmas():
+                await conn.execute(pragma)
         except BaseException:
             await conn.close()  # its thread would keep the process alive after "cannot start"
             raise
         return conn
 
+    def _pragmas(self) -> tuple[str, ...]:
+        return ("PRAGMA busy_timeout = 5000", f"PRAGMA synchronous = {self._synchronous}", "PRAGMA foreign_keys = ON")
+
     def _configure(self, raw: sqlite3.Connection) -> None:
-        raw.execute("PRAGMA busy_timeout = 5000")
-        raw.execute(f"PRAGMA synchronous = {self._synchronous}")
-        raw.execute("PRAGMA foreign_keys = ON")
+        for pragma in self._pragmas():
+            raw.execute(pragma)
 
     def _prepare(self, raw: sqlite3.Connection) -> None:
         sqlite_schema.prepare(raw, self.path)
@@ -119,9 +122,10 @@ class SqliteStore:
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
-        for conn in (self._read, self._write):
-            if conn is not None:
-                await conn.close()
+        if self._read is not None:
+            await self._read.close()
+        if self._write is not None:
+            await self._write.close()
         self._read = self._write = None
         self._presence.release()
 

@@ -1,7 +1,7 @@
 """Group commit: every write runs on one connection, many writes share one commit, one thread hop.
 
 Writers call ``submit(op)``, where ``op`` is a plain function of a ``sqlite3.Connection``. A single
-task drains whatever is waiting and runs the whole batch on aiosqlite's connection thread in ONE
+task drains whatever is waiting and runs the whole batch on the write connection's own thread in ONE
 hop: ``BEGIN IMMEDIATE``, every op, ``COMMIT``. With ``synchronous = FULL`` a commit costs an
 fsync (about 0.2 ms here), so batching is what lets thousands of acknowledged sends per second
 share a handful of fsyncs; running the batch in one hop instead of one hop per statement (about
@@ -23,9 +23,9 @@ import logging
 import sqlite3
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
-
-import aiosqlite
 
 from daemon.core.errors import StorageError
 
@@ -38,15 +38,53 @@ Outcome = tuple[Any, BaseException | None]
 MAX_BATCH = 512
 
 
-async def on_connection_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """Run ``fn`` with the underlying sqlite3 connection on aiosqlite's own thread, in one hop.
+class WriteConnection:
+    """The one connection every write goes through: a standard ``sqlite3`` connection that lives on a
+    thread of its own (a one-worker executor), so ``await run(fn)`` runs ``fn(raw)`` there in one hop.
 
-    aiosqlite offers one hop per statement only; a whole transaction in one hop needs its
-    internal ``_execute`` and ``_conn`` (stable since 0.17; the dependency is pinned below 0.23).
+    Reads stay on aiosqlite, one statement per hop, which is all they need. A whole transaction in
+    one hop is not something aiosqlite offers through its public API (it needs its private
+    ``_execute`` and ``_conn``), so the writer owns its thread instead of borrowing aiosqlite's.
     """
-    raw: sqlite3.Connection = conn._conn
-    result: T = await conn._execute(fn, raw)  # type: ignore[no-untyped-call]
-    return result
+
+    def __init__(self, raw: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._raw: sqlite3.Connection | None = raw
+        self._executor = executor
+
+    @classmethod
+    async def open(cls, path: Path, configure: Callable[[sqlite3.Connection], None]) -> WriteConnection:
+        """Connect on the writer's thread (autocommit: transactions are explicit) and ``configure``."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnotify-sqlite-writer")
+
+        def connect() -> sqlite3.Connection:
+            raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            try:
+                raw.row_factory = sqlite3.Row
+                configure(raw)
+            except BaseException:
+                raw.close()
+                raise
+            return raw
+
+        try:
+            raw = await asyncio.get_running_loop().run_in_executor(executor, connect)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(raw, executor)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(raw)`` on the writer's thread."""
+        raw = self._raw
+        if raw is None:
+            raise StorageError("storage is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, raw)
+
+    async def close(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, raw.close)
+        self._executor.shutdown(wait=True)
 
 
 # SQLite's primary result codes that are about the database, not about one op's values
@@ -97,7 +135,7 @@ def _apply_one(raw: sqlite3.Connection, op: WriteOp[Any]) -> Outcome:
 
 
 class GroupCommitWriter:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: WriteConnection) -> None:
         self._conn = conn
         self._pending: list[tuple[WriteOp[Any], asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
@@ -135,7 +173,7 @@ class GroupCommitWriter:
     async def _commit_batch(self, batch: list[tuple[WriteOp[Any], asyncio.Future[Any]]]) -> None:
         ops = [op for op, _ in batch]
         try:
-            outcomes = await on_connection_thread(self._conn, lambda raw: apply_batch(raw, ops))
+            outcomes = await self._conn.run(lambda raw: apply_batch(raw, ops))
         except Exception as exc:  # disk full, read-only file, I/O error: nobody gets a false ack
             log.error("database write failed, %d request(s) refused: %s", len(batch), exc)
             error = StorageError(f"database write failed: {exc}")
