@@ -24,8 +24,8 @@ from aiogram.types import CallbackQuery, ChatMemberUpdated, ErrorEvent, Message
 
 from bot import texts
 from bot.links import is_start_payload
+from daemon.api.requests import INT64_MAX
 from daemon.api.service import Service
-from daemon.api.validation import INT64_MAX
 from daemon.channels.telegram import ACK_PREFIX
 from daemon.core.store import AckOutcome, LinkOutcome, LinkRedemption
 

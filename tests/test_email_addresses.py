@@ -12,11 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from daemon.api.validation import email
+from daemon.api.requests import RecipientCreate, parse
 from daemon.core.errors import ValidationError
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import RunningDaemon
 from tests.daemon_process import REPO
+
+
+def email(address: str) -> str | None:
+    """The address as the recipient models take it (``recipient.add`` / ``POST /api/v1/recipients``)."""
+    return parse(RecipientCreate, {"name": "Ops", "email": address}).email
+
 
 INTERNAL = ["ops@corp.local", "root@localhost", "backup@nas.lan", "ci@build.test", "svc@api.internal",
             "admin@mailhost", "alerts@ops.home.arpa"]

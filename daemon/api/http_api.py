@@ -1,7 +1,8 @@
 """The HTTP API: an aiohttp app over the same service layer as the Unix socket API.
 
 Transport only, like ``daemon.api.socket_server``: each route reads the path, query and JSON body,
-holds them to the OpenAPI document (``daemon.api.http_openapi``) and makes one ``Service`` call.
+validates them with the request models the OpenAPI document is made from (``daemon.api.requests``,
+strictly: JSON types exactly as documented) and makes one ``Service`` call.
 
     401  missing or wrong bearer token (no detail; ``WWW-Authenticate: Bearer``)
     400  malformed JSON or a wrong JSON type      {"errors": [{"field", "message"}, ...]}
@@ -16,17 +17,30 @@ import hmac
 import json
 import logging
 import math
-import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from daemon.api.health import PROBES, probe
 from daemon.api.http_guard import Listener, ListenerLimits
-from daemon.api.http_openapi import QUERY_SCHEMAS, SCHEMAS, Problem, openapi_document, problems
+from daemon.api.http_openapi import openapi_document
+from daemon.api.requests import (
+    ById,
+    InvalidRequest,
+    LegacySendRequest,
+    NotificationsQuery,
+    Problem,
+    RecipientChanges,
+    RecipientCreate,
+    RecipientUpdate,
+    Request,
+    SendRequest,
+    parse,
+    parse_query,
+)
 from daemon.api.service import Service
 from daemon.config import HttpConfig
 from daemon.core.errors import ChannelError, Conflict, FnotifyError, NotFound, StorageError, ValidationError
@@ -45,12 +59,11 @@ def _dumps(value: Any) -> str:
 
 MAX_BODY = 1024 * 1024
 """Largest request body accepted: a maximal message (65,536 characters) fits even \\u-escaped."""
-DEFAULT_LIMIT = 50
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_INTEGER = re.compile(r"-?[0-9]{1,30}")
 _STATUS_OF: dict[type[FnotifyError], int] = {NotFound: 404, Conflict: 409, StorageError: 503, ChannelError: 502}
 _LEGACY_FIELDS = {"recipient_id": "recipient", "chain": "channels_chain"}
 _MAX_BODY = web.AppKey("max_body", int)
+R = TypeVar("R", bound=Request)
 
 
 class HttpError(Exception):
@@ -63,7 +76,7 @@ class HttpError(Exception):
         self.headers = headers
 
     @classmethod
-    def refused(cls, found: list[Problem]) -> HttpError:
+    def refused(cls, found: Sequence[Problem]) -> HttpError:
         """400 if any field has the wrong JSON type, else 422; names every field."""
         status = 400 if any(p.wrong_type for p in found) else 422
         return cls(status, {"errors": [{"field": p.field, "message": p.message} for p in found]})
@@ -139,6 +152,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:  # aiohttp's own: no such path, wrong method, body too large
         allow = {hdrs.ALLOW: exc.headers[hdrs.ALLOW]} if hdrs.ALLOW in exc.headers else None
         return _reply({"error": exc.reason}, status=exc.status, headers=allow)
+    except InvalidRequest as exc:
+        return HttpError.refused(exc.problems).response()
     except ValidationError as exc:
         return HttpError.refused([Problem(exc.field, exc.reason)]).response()
     except FnotifyError as exc:
@@ -167,8 +182,8 @@ def _auth(check: TokenCheck) -> Middleware:
 
 # -- reading requests ------------------------------------------------------------------------------
 
-async def _body(request: web.Request, schema: str) -> dict[str, Any]:
-    """The JSON body, held to ``schema``: 413 if too large, 400/422 naming each bad field."""
+async def _body(request: web.Request, model: type[R]) -> R:
+    """The JSON body as a ``model``: 413 if too large, 400/422 naming each bad field."""
     limit = request.app[_MAX_BODY]
     if request.content_length is not None and request.content_length > limit:
         raise HttpError(413, {"error": f"the body is larger than {limit} bytes"})
@@ -178,11 +193,9 @@ async def _body(request: web.Request, schema: str) -> dict[str, Any]:
         json.dumps(value, ensure_ascii=False).encode()  # an unpaired \\ud800 escape cannot be stored
     except (ValueError, RecursionError) as exc:
         raise HttpError.refused([Problem(None, f"not valid JSON: {exc}", wrong_type=True)]) from None
-    found = problems(value, SCHEMAS[schema])
-    if found:
-        raise HttpError.refused(found)
-    assert isinstance(value, dict)
-    return value
+    if not isinstance(value, dict):
+        raise HttpError.refused([Problem(None, "the body must be a JSON object", wrong_type=True)])
+    return parse(model, value, strict=True)
 
 
 def _number(text: str) -> int | float:
@@ -198,29 +211,8 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _params(schema: str, given: Mapping[str, list[str]]) -> dict[str, Any]:
-    """Path or query parameters (name -> values sent), integers converted, held to the schema."""
-    properties = QUERY_SCHEMAS[schema]["properties"]
-    values: dict[str, Any] = {}
-    found: list[Problem] = []
-    for name, spec in properties.items():
-        sent = given.get(name, [])
-        if len(sent) > 1:
-            found.append(Problem(name, "give it once", wrong_type=True))
-        elif sent:
-            value = sent[0]
-            values[name] = int(value) if spec["type"] == "integer" and _INTEGER.fullmatch(value) else value
-    found += problems(values, QUERY_SCHEMAS[schema])
-    if QUERY_SCHEMAS[schema].get("additionalProperties") is False:
-        found += [Problem(name, f"unknown parameter (allowed: {', '.join(properties)})")
-                  for name in given if name not in properties]
-    if found:
-        raise HttpError.refused(found)
-    return values
-
-
-def _path_id(request: web.Request) -> dict[str, Any]:
-    return _params("id", {"id": [request.match_info["id"]]})
+def _path_id(request: web.Request) -> ById:
+    return parse_query(ById, {"id": [request.match_info["id"]]})
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
@@ -252,15 +244,13 @@ class HttpApi:
         ]
 
     async def send(self, request: web.Request) -> web.Response:
-        notification, created = await self.service.send(await _body(request, "SendRequest"))
+        notification, created = await self.service.send(await _body(request, SendRequest))
         return _json(notification, 202 if created else 200)
 
     async def list_notifications(self, request: web.Request) -> web.Response:
-        query = _params("list", {name: request.query.getall(name) for name in request.query})
-        limit = query.get("limit", DEFAULT_LIMIT)
-        params = {"status": query.get("status"), "limit": limit, "before_id": _cursor(query.get("cursor"))}
-        items = await self.service.list_notifications(params)
-        next_cursor = str(items[-1].id) if len(items) == limit else None
+        query = parse_query(NotificationsQuery, {name: request.query.getall(name) for name in request.query})
+        items = await self.service.list_notifications(query.to_list())
+        next_cursor = str(items[-1].id) if len(items) == query.limit else None
         return _reply({"items": [n.to_json() for n in items], "next_cursor": next_cursor})
 
     async def show(self, request: web.Request) -> web.Response:
@@ -270,18 +260,18 @@ class HttpApi:
         return _json(await self.service.cancel(_path_id(request)))
 
     async def list_recipients(self, request: web.Request) -> web.Response:
-        return _json(await self.service.list_recipients({}))
+        return _json(await self.service.list_recipients())
 
     async def add_recipient(self, request: web.Request) -> web.Response:
-        return _json(await self.service.add_recipient(await _body(request, "RecipientCreate")), 201)
+        return _json(await self.service.add_recipient(await _body(request, RecipientCreate)), 201)
 
     async def show_recipient(self, request: web.Request) -> web.Response:
         return _json(await self.service.show_recipient(_path_id(request)))
 
     async def update_recipient(self, request: web.Request) -> web.Response:
-        params = _path_id(request)
-        fields = await _body(request, "RecipientUpdate")
-        return _json(await self.service.update_recipient({**fields, **params}))
+        path = _path_id(request)
+        changes = await _body(request, RecipientChanges)
+        return _json(await self.service.update_recipient(RecipientUpdate.of(path.id, changes)))
 
     async def remove_recipient(self, request: web.Request) -> web.Response:
         return _json(await self.service.remove_recipient(_path_id(request)))
@@ -292,15 +282,14 @@ class HttpApi:
     async def legacy_send(self, request: web.Request) -> web.Response:
         """``POST /api/send/`` as the replaced Django service took it: 201, or 400 in DRF's shape."""
         try:
-            body = await _body(request, "LegacySendRequest")
-            params = {"recipient_id": body["recipient"], "message": body["message"]}
-            if "channels_chain" in body:
-                params["chain"] = body["channels_chain"]
-            notification, _ = await self.service.send(params)
+            body = await _body(request, LegacySendRequest)
+            notification, _ = await self.service.send(body.to_send())
         except HttpError as exc:
             if exc.status not in (400, 422):
                 raise
             raise HttpError(400, _drf_errors(exc.body["errors"])) from None
+        except InvalidRequest as exc:
+            raise HttpError(400, _drf_errors(HttpError.refused(exc.problems).body["errors"])) from None
         except ValidationError as exc:
             raise HttpError(400, {_LEGACY_FIELDS.get(exc.field, exc.field): [exc.reason]}) from None
         except NotFound as exc:
@@ -309,15 +298,6 @@ class HttpApi:
 
     async def openapi(self, request: web.Request) -> web.Response:
         return _reply(openapi_document())
-
-
-def _cursor(cursor: str | None) -> int | None:
-    """Cursors are opaque to clients; today one is the id of the last notification on the page."""
-    if cursor is None:
-        return None
-    if not cursor.isascii() or not cursor.isdigit() or not 1 <= int(cursor) < 2**63:
-        raise HttpError.refused([Problem("cursor", "not a cursor this API returned")])
-    return int(cursor)
 
 
 def _drf_errors(errors: list[dict[str, Any]]) -> dict[str, Any]:

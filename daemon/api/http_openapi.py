@@ -1,32 +1,36 @@
-"""The HTTP API's OpenAPI 3.1 document, and the checker that holds requests to it.
+"""The HTTP API's OpenAPI 3.1 document.
 
-The document is the contract: ``daemon.api.http_api`` checks every body, path and query parameter
-against the schemas here before calling the service, so what the document says is refused is
-refused (400 for a wrong JSON type, 422 for a broken constraint). Meaning the schema cannot
-express (a phone number's numbering plan, a calendar date) is checked by ``daemon.api.validation``
-and is also answered 422. Limits come from ``daemon.api.validation`` so there is one number for each.
+The request bodies and parameters are the request models' own schemas (``daemon.api.requests``:
+``model_json_schema()``), the models ``daemon.api.http_api`` validates with, so what the document
+says is refused is refused: 400 for a wrong JSON type, 422 for any other refused value. Meaning a
+schema cannot express (a phone number's numbering plan, a calendar date) is in the models too and is
+also answered 422. The replies' schemas are written out below.
 """
 
 from __future__ import annotations
 
 import copy
-import re
-from dataclasses import dataclass
 from typing import Any
 
 from daemon import __version__
-from daemon.api.validation import MAX_KEY, MAX_NAME, MAX_SUBJECT, MAX_TEXT
+from daemon.api.requests import (
+    ById,
+    LegacySendRequest,
+    NotificationsQuery,
+    RecipientChanges,
+    RecipientCreate,
+    Request,
+    SendRequest,
+)
 from daemon.core.models import Channel, Outcome, Status
 
-INT64_MAX = 2**63 - 1
-LIST_LIMIT_MAX = 1000  # the service's cap; the HTTP API refuses more rather than silently capping
 CHANNELS = [str(c) for c in Channel]
-# RFC 3339 with the years the store can hold (its timestamps are floats turned back into datetimes)
-DEADLINE_PATTERN = (
-    r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
-)
-NOT_BLANK = r"\S"
+REQUEST_BODIES: dict[str, type[Request]] = {
+    model.__name__: model for model in (SendRequest, LegacySendRequest, RecipientCreate, RecipientChanges)
+}
+"""Each request body's model, by the name of its schema in the document."""
+PARAMETERS: dict[str, type[Request]] = {"path": ById, "query": NotificationsQuery}
+"""The model of the path parameters (``{id}``) and of the query parameters (listing notifications)."""
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -37,48 +41,11 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "type": [schema["type"], "null"]}
 
 
-_ID = {"type": "integer", "minimum": 1, "maximum": INT64_MAX}
 _TIME = {"type": "string", "format": "date-time"}
 _CHANNEL = {"type": "string", "enum": CHANNELS}
-_CHAIN = {"type": "array", "items": _CHANNEL, "minItems": 1, "uniqueItems": True}
-_RECIPIENT_FIELDS: dict[str, Any] = {
-    "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": NOT_BLANK},
-    "email": {"type": ["string", "null"], "description": "An address; empty or null: none."},
-    "phone": {"type": ["string", "null"], "description": "E.164, e.g. +14155550100; empty or null: none."},
-    "telegram_chat_id": {"type": ["integer", "null"], "minimum": -INT64_MAX, "maximum": INT64_MAX,
-                         "description": "Non-zero Telegram chat id; null: not linked."},
-    "opt_out": {"type": ["array", "null"], "items": _CHANNEL, "uniqueItems": True,
-                "description": "Channels this recipient refuses."},
-}
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "SendRequest": {
-        "type": "object", "additionalProperties": False, "required": ["recipient_id", "message"],
-        "properties": {
-            "recipient_id": _ID,
-            "message": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": NOT_BLANK},
-            "subject": {"type": "string", "maxLength": MAX_SUBJECT, "pattern": r"^[^\r\n]*$",
-                        "description": "Email subject; one line."},
-            "chain": {**_CHAIN, "description": "Channels to try in order; default: the daemon's [chain]."},
-            "idempotency_key": {"type": "string", "maxLength": MAX_KEY,
-                                "description": "A repeat with the same key and the same fields returns the first"
-                                               " notification (200); the same key with other fields is 409."},
-            "deadline": {"type": "string", "pattern": DEADLINE_PATTERN,
-                         "description": "RFC 3339 time after which delivery is abandoned (status expired)."},
-        },
-    },
-    "LegacySendRequest": {
-        "type": "object", "required": ["recipient", "message"],
-        "description": "The body the replaced Django service took; other fields are ignored, as it did.",
-        "properties": {
-            "recipient": _ID,
-            "message": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": NOT_BLANK},
-            "channels_chain": _CHAIN,
-        },
-    },
-    "RecipientCreate": {"type": "object", "additionalProperties": False, "required": ["name"],
-                        "properties": _RECIPIENT_FIELDS},
-    "RecipientUpdate": {"type": "object", "additionalProperties": False, "properties": _RECIPIENT_FIELDS},
+    **{name: model.model_json_schema() for name, model in REQUEST_BODIES.items()},
     "Attempt": {
         "type": "object",
         "required": ["id", "notification_id", "channel", "outcome", "error", "provider_message_id",
@@ -161,16 +128,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
 }
 
-QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
-    "id": {"type": "object", "required": ["id"], "properties": {"id": _ID}},
-    "list": {"type": "object", "additionalProperties": False, "properties": {
-        "status": {"type": "string", "enum": [str(s) for s in Status]},
-        "limit": {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX, "default": 50},
-        "cursor": {"type": "string", "description": "next_cursor of the previous page (opaque)."},
-    }},
-}
-
-
 def _reply(description: str, schema: str | None = None) -> dict[str, Any]:
     if schema is None:
         return {"description": description}
@@ -189,8 +146,9 @@ _MISSING = {"404": _reply("No such notification or recipient", "Error")}
 _CHAT_TAKEN = {"409": _reply("The Telegram chat belongs to another recipient", "Error")}
 
 
-def _params(names: list[str], where: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"name": n, "in": where, "required": where == "path", "schema": schema["properties"][n]}
+def _params(names: list[str], where: str) -> list[dict[str, Any]]:
+    schema = PARAMETERS[where].model_json_schema()
+    return [{"name": n, "in": where, "required": n in schema.get("required", []), "schema": schema["properties"][n]}
             for n in names]
 
 
@@ -200,8 +158,8 @@ def _op(operation_id: str, summary: str, ok: dict[str, dict[str, Any]], *, body:
     """One operation; ``operation_id`` is the name of its handler in ``daemon.api.http_api.HttpApi``."""
     responses = {**ok, **_COMMON, **(_MISSING if path_id else {}), **(extra or {})}
     op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "responses": responses}
-    params = _params(["id"], "path", QUERY_SCHEMAS["id"]) if path_id else []
-    params += _params(query or [], "query", QUERY_SCHEMAS["list"])
+    params = _params(["id"], "path") if path_id else []
+    params += _params(query or [], "query")
     if params:
         op["parameters"] = params
     if body is not None:
@@ -240,7 +198,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/recipients/{id}": {
         "get": _op("show_recipient", "A recipient", {"200": _reply("Found", "Recipient")}, path_id=True),
         "patch": _op("update_recipient", "Change some of a recipient's fields",
-                     {"200": _reply("Updated", "Recipient")}, path_id=True, body="RecipientUpdate",
+                     {"200": _reply("Updated", "Recipient")}, path_id=True, body="RecipientChanges",
                      extra=_CHAT_TAKEN),
         "delete": _op("remove_recipient", "Remove a recipient", {"200": _reply("Removed", "Removed")},
                       path_id=True, extra={"409": _reply("The recipient has unfinished notifications", "Error")}),
@@ -275,80 +233,3 @@ def openapi_document() -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": PATHS,
     })
-
-
-# -- holding requests to the document ------------------------------------------------------------
-
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,), "array": (list,), "string": (str,), "integer": (int,), "number": (int, float),
-    "boolean": (bool,), "null": (type(None),),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One refused field: ``wrong_type`` problems are answered 400, the others 422."""
-
-    field: str | None
-    message: str
-    wrong_type: bool = False
-
-
-def _is(value: Any, type_name: str) -> bool:
-    if isinstance(value, bool) and type_name in ("integer", "number"):
-        return False
-    return isinstance(value, _JSON_TYPES[type_name])
-
-
-def _problems_of(value: Any, schema: dict[str, Any], field: str) -> list[Problem]:
-    """What is wrong with one field's value (type first; the constraints only for the right type)."""
-    types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-    if not any(_is(value, t) for t in types):
-        return [Problem(field, f"must be {' or '.join(types)}", wrong_type=True)]
-    if value is None:
-        return []
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            return [Problem(field, "must not be empty")]
-        if schema.get("uniqueItems") and len({repr(v) for v in value}) != len(value):
-            return [Problem(field, "must not repeat an item")]
-        return [p for item in value for p in _problems_of(item, schema["items"], field)][:1]
-    return _scalar_problems(value, schema, field)
-
-
-def _scalar_problems(value: Any, schema: dict[str, Any], field: str) -> list[Problem]:
-    if "enum" in schema and value not in schema["enum"]:
-        return [Problem(field, f"{value!r} is not one of {', '.join(str(e) for e in schema['enum'] if e)}")]
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            return [Problem(field, "required")]
-        if len(value) > schema.get("maxLength", len(value)):
-            return [Problem(field, f"too long ({len(value)} characters, at most {schema['maxLength']})")]
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            return [Problem(field, _PATTERN_MESSAGES.get(schema["pattern"], "has the wrong form"))]
-    elif isinstance(value, int) and not schema.get("minimum", value) <= value <= schema.get("maximum", value):
-        return [Problem(field, f"must be between {schema['minimum']} and {schema['maximum']}")]
-    return []
-
-
-_PATTERN_MESSAGES = {
-    NOT_BLANK: "must not be empty",
-    r"^[^\r\n]*$": "must be one line (no CR or LF)",
-    DEADLINE_PATTERN: "must be an RFC 3339 time between 1970 and 9998, e.g. 2026-01-31T12:00:00Z",
-}
-
-
-def problems(value: Any, schema: dict[str, Any]) -> list[Problem]:
-    """Every way ``value`` (a parsed JSON body or parameter mapping) breaks an object ``schema``."""
-    if "$ref" in schema:
-        schema = SCHEMAS[schema["$ref"].rsplit("/", 1)[1]]
-    if not isinstance(value, dict):
-        return [Problem(None, "the body must be a JSON object", wrong_type=True)]
-    found = [Problem(name, "required") for name in schema.get("required", []) if name not in value]
-    properties: dict[str, Any] = schema.get("properties", {})
-    for name, item in value.items():
-        if name in properties:
-            found += _problems_of(item, properties[name], name)
-        elif schema.get("additionalProperties") is False:
-            found.append(Problem(name, f"unknown field (allowed: {', '.join(properties)})"))
-    return found

@@ -1,7 +1,7 @@
 """The service layer: every operation a client can ask for, shared by the socket and HTTP APIs.
 
-Parameters arrive as untrusted mappings and are validated here (``daemon.api.validation``);
-results are domain objects the API layers render as JSON.
+Each operation takes its request model (``daemon.api.requests``), which the socket and HTTP servers
+have already validated; results are domain objects the API layers render as JSON.
 """
 
 from __future__ import annotations
@@ -9,13 +9,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from daemon import __version__
-from daemon.api import health, validation
+from daemon.api import health
+from daemon.api.requests import (
+    LIST_LIMIT_MAX,
+    BackupRequest,
+    ById,
+    ListRequest,
+    RecipientCreate,
+    RecipientUpdate,
+    SendRequest,
+)
 from daemon.api.sandbox import private_tmp_dirs
 from daemon.config import Config
 from daemon.core.engine import Engine
@@ -25,7 +34,6 @@ from daemon.core.models import Channel, Notification, Outcome, Recipient, iso, u
 from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkOutcome, LinkRedemption, Store
 from daemon.protocol import LinkJSON, PausedData, StatusJSON
 
-LIST_LIMIT_MAX = 1000
 BACKUP_DIR = "backups"
 """Under the state directory: where ``backup`` without a path writes (the unit's StateDirectory= makes it)."""
 
@@ -63,95 +71,80 @@ class Service:
 
     # -- notifications -----------------------------------------------------------------------
 
-    async def send(self, params: Mapping[str, Any]) -> tuple[Notification, bool]:
-        """Validate and store a notification; returns it and whether it is new (idempotency)."""
+    async def send(self, request: SendRequest) -> tuple[Notification, bool]:
+        """Store a notification; returns it and whether it is new (idempotency)."""
         now = self.clock()
-        new = validation.send_request(params, self.config.chain.default, now)
+        new = request.to_notification(self.config.chain.default, now)
         notification, created = await self.store.create_notification(new, now)
         if created:
             self.events.publish("notification.created", notification.summary_json())
             self.engine.poke()
         return notification, created
 
-    async def show(self, params: Mapping[str, Any]) -> Notification:
-        notification_id = validation.integer(params, "id")
-        assert notification_id is not None
-        notification = await self.store.get_notification(notification_id)
+    async def show(self, request: ById) -> Notification:
+        notification = await self.store.get_notification(request.id)
         if notification is None:
-            raise NotFound(f"notification {notification_id} does not exist")
+            raise NotFound(f"notification {request.id} does not exist")
         return notification
 
-    async def list_notifications(self, params: Mapping[str, Any]) -> list[Notification]:
-        limit = validation.integer(params, "limit", required=False) or 50
+    async def list_notifications(self, request: ListRequest) -> list[Notification]:
         return await self.store.list_notifications(
-            status=validation.status(params.get("status")),
-            recipient_id=validation.integer(params, "recipient_id", required=False),
-            limit=min(limit, LIST_LIMIT_MAX),
-            before_id=validation.integer(params, "before_id", required=False),
-            search=validation.text(params, "search", required=False, max_length=200),
+            status=request.status,
+            recipient_id=request.recipient_id,
+            limit=min(request.limit or 50, LIST_LIMIT_MAX),
+            before_id=request.before_id,
+            search=request.search,
         )
 
-    async def cancel(self, params: Mapping[str, Any]) -> Notification:
-        notification_id = validation.integer(params, "id")
-        assert notification_id is not None
-        notification = await self.store.cancel(notification_id, self.clock())
+    async def cancel(self, request: ById) -> Notification:
+        notification = await self.store.cancel(request.id, self.clock())
         self.events.publish("notification.status", notification.summary_json())
         return notification
 
-    async def retry(self, params: Mapping[str, Any]) -> Notification:
+    async def retry(self, request: ById) -> Notification:
         """Redrive a failed (or expired) notification from the start of its chain; its log is kept."""
-        notification_id = validation.integer(params, "id")
-        assert notification_id is not None
-        notification = await self.store.redrive(notification_id, self.clock())
+        notification = await self.store.redrive(request.id, self.clock())
         self.events.publish("notification.status", notification.summary_json())
         self.engine.poke()
         return notification
 
     # -- recipients ----------------------------------------------------------------------------
 
-    async def add_recipient(self, params: Mapping[str, Any]) -> Recipient:
-        fields = validation.recipient_fields(params, partial=False)
-        recipient = await self.store.add_recipient(
-            fields["name"], fields.get("email"), fields.get("phone"), fields.get("telegram_chat_id")
-        )
-        if fields.get("opt_out"):
-            recipient = await self.store.update_recipient(recipient.id, {"opt_out": fields["opt_out"]})
+    async def add_recipient(self, request: RecipientCreate) -> Recipient:
+        recipient = await self.store.add_recipient(request.name, request.email, request.phone,
+                                                   request.telegram_chat_id)
+        if request.opt_out:
+            recipient = await self.store.update_recipient(recipient.id, {"opt_out": request.opt_out})
         self.events.publish("recipient.added", recipient.to_json())
         return recipient
 
-    async def list_recipients(self, params: Mapping[str, Any]) -> list[Recipient]:
+    async def list_recipients(self) -> list[Recipient]:
         return await self.store.list_recipients()
 
-    async def show_recipient(self, params: Mapping[str, Any]) -> Recipient:
-        recipient_id = validation.integer(params, "id")
-        assert recipient_id is not None
-        recipient = await self.store.get_recipient(recipient_id)
+    async def show_recipient(self, request: ById) -> Recipient:
+        recipient = await self.store.get_recipient(request.id)
         if recipient is None:
-            raise NotFound(f"recipient {recipient_id} does not exist")
+            raise NotFound(f"recipient {request.id} does not exist")
         return recipient
 
-    async def update_recipient(self, params: Mapping[str, Any]) -> Recipient:
-        recipient_id = validation.integer(params, "id")
-        assert recipient_id is not None
-        fields = validation.recipient_fields(params, partial=True)
+    async def update_recipient(self, request: RecipientUpdate) -> Recipient:
+        fields = request.changes()
         if "telegram_chat_id" in fields:
             fields["telegram_blocked"] = False  # a new chat starts unblocked
-        recipient = await self.store.update_recipient(recipient_id, fields)
+        recipient = await self.store.update_recipient(request.id, fields)
         self.events.publish("recipient.updated", recipient.to_json())
         return recipient
 
-    async def remove_recipient(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        recipient_id = validation.integer(params, "id")
-        assert recipient_id is not None
-        await self.store.remove_recipient(recipient_id)
-        self.events.publish("recipient.removed", {"id": recipient_id})
-        return {"id": recipient_id, "removed": True}
+    async def remove_recipient(self, request: ById) -> dict[str, Any]:
+        await self.store.remove_recipient(request.id)
+        self.events.publish("recipient.removed", {"id": request.id})
+        return {"id": request.id, "removed": True}
 
     # -- Telegram: opt-in links, and what the in-daemon bot's commands do ------------------------
 
-    async def link_recipient(self, params: Mapping[str, Any]) -> LinkJSON:
+    async def link_recipient(self, request: ById) -> LinkJSON:
         """A single-use, expiring deep link: the Telegram chat that opens it is linked to the recipient."""
-        recipient = await self.show_recipient(params)
+        recipient = await self.show_recipient(request)
         if self.links is None:
             raise TelegramBotNotRunning("opt-in links need the Telegram bot: set [telegram] enabled = true")
         link = await self.links.issue(recipient.id)
@@ -200,7 +193,7 @@ class Service:
 
     # -- daemon ----------------------------------------------------------------------------------
 
-    async def status(self, params: Mapping[str, Any]) -> StatusJSON:
+    async def status(self) -> StatusJSON:
         counts = await self.store.counts_by_status()
         return {
             "version": __version__,
@@ -215,22 +208,21 @@ class Service:
             "retry": dataclasses.asdict(self.engine.policy),  # the policy in force, after any SIGHUP
         }
 
-    async def pause(self, params: Mapping[str, Any]) -> PausedData:
+    async def pause(self) -> PausedData:
         """Hold delivery: sends are accepted and stored, no attempt starts until ``resume``."""
         self.engine.pause()
         self.events.publish("daemon.paused", {"paused": True})
         return {"paused": True}
 
-    async def resume(self, params: Mapping[str, Any]) -> PausedData:
+    async def resume(self) -> PausedData:
         self.engine.resume()
         self.events.publish("daemon.paused", {"paused": False})
         return {"paused": False}
 
-    async def backup(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    async def backup(self, request: BackupRequest) -> dict[str, Any]:
         """A consistent online copy of the database, made by the daemon: at ``path`` (absolute, a new
         file), or without one in ``<state_dir>/backups``, a place the shipped unit lets it write."""
-        raw = validation.text(params, "path", required=False, max_length=4096)
-        path = Path(raw) if raw is not None else self._new_backup_path()
+        path = Path(request.path) if request.path is not None else self._new_backup_path()
         _refuse_private_tmp(path, self.config.daemon.state_dir.absolute() / BACKUP_DIR)
         if self._backup_running:  # two at once would read everything twice for nothing
             raise Conflict("a backup is already running; try again when it has finished")
@@ -260,7 +252,7 @@ class Service:
         before = self.clock() - timedelta(days=self.config.daemon.retention_days)
         return await self.store.prune(before)
 
-    async def health(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    async def health(self) -> dict[str, Any]:
         """Per channel over the last hour: attempts by outcome, whether it is enabled, its circuit
         breaker (``state`` closed / open / half_open, ``consecutive_failures``, ``probe_in_s``), the
         attempts per minute by outcome (``series``) and the p50 / p95 call time (``latency_ms``)."""

@@ -1,5 +1,6 @@
 """The Unix socket server: newline-delimited JSON requests, one reply per request, and the
-``subscribe`` stream. Transport only: every operation is a call into ``daemon.api.service``."""
+``subscribe`` stream. Transport only: each op's params are validated with its request model
+(``daemon.api.requests.REQUESTS``), then the op is one call into ``daemon.api.service``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from daemon import protocol
 from daemon.api.peercred import is_allowed, peer_of
+from daemon.api.requests import REQUESTS, SendRequest, SubscribeRequest, parse
 from daemon.api.service import Service
 from daemon.core.errors import FnotifyError, StorageError, ValidationError
 
@@ -22,7 +24,8 @@ log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
 LINGER_SECONDS = 1.0  # how long a refused peer may keep sending before it is cut off
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+Handler = Callable[..., Awaitable[Any]]
+"""An op: called with its validated request model, or with nothing when the op takes no params."""
 
 
 def _render(value: Any) -> Any:
@@ -34,7 +37,7 @@ def _render(value: Any) -> Any:
 
 class SocketServer:
     def __init__(self, service: Service, path: Path, *, max_connections: int = 256,
-                 extra_ops: dict[str, Handler] | None = None, idle_timeout: float = 300.0,
+                 idle_timeout: float = 300.0,
                  allowed_uids: tuple[int, ...] = (), allowed_gids: tuple[int, ...] = ()) -> None:
         self.service = service
         self.path = path
@@ -63,7 +66,6 @@ class SocketServer:
             "recipient.remove": service.remove_recipient,
             "recipient.link": service.link_recipient,
             "backup": service.backup,
-            **(extra_ops or {}),
         }
 
     async def start(self, sock: socket.socket | None = None) -> None:
@@ -183,8 +185,10 @@ class SocketServer:
         handler = self._ops.get(request.op)
         if handler is None:
             return protocol.error(request.id, "unsupported", f"op {request.op!r} is not available in this daemon")
+        model = REQUESTS.get(request.op)
         try:
-            return protocol.ok(request.id, _render(await handler(request.params)))
+            result = await (handler(parse(model, request.params)) if model else handler())
+            return protocol.ok(request.id, _render(result))
         except ValidationError as exc:
             return protocol.error(request.id, exc.code, str(exc), exc.field)
         except StorageError as exc:
@@ -196,24 +200,24 @@ class SocketServer:
             log.exception("op %s failed unexpectedly", request.op)
             return protocol.error(request.id, "internal", "internal error; see the daemon log")
 
-    async def _send(self, params: dict[str, Any]) -> protocol.SendResultJSON:
-        notification, created = await self.service.send(params)
+    async def _send(self, send: SendRequest) -> protocol.SendResultJSON:
+        notification, created = await self.service.send(send)
         return {**notification.to_json(), "created": created}
 
-    async def _ping(self, params: dict[str, Any]) -> str:
+    async def _ping(self) -> str:
         return "pong"
 
     async def _stream(self, request: protocol.Request, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
-        kinds = request.params.get("events")
-        if kinds is not None and not (isinstance(kinds, list) and all(isinstance(k, str) for k in kinds)):
-            writer.write(protocol.encode(protocol.error(request.id, "invalid", "events: must be a list of strings",
-                                                        "events")))
+        try:
+            kinds = parse(SubscribeRequest, request.params).events
+        except ValidationError as exc:
+            writer.write(protocol.encode(protocol.error(request.id, exc.code, str(exc), exc.field)))
             return
         with self.service.events.subscribe() as events:
             # the acknowledgement goes out only once the subscription is registered on the bus: a
             # client that has read it sees every event published after (DaemonClient.subscribe)
-            subscribed: protocol.SubscribedJSON = {"subscribed": kinds or "all"}
+            subscribed: protocol.SubscribedJSON = {"subscribed": list(kinds) if kinds else "all"}
             writer.write(protocol.encode(protocol.ok(request.id, subscribed)))
             await writer.drain()
             closed = asyncio.ensure_future(_discard_until_eof(reader, protocol.MAX_LINE))
