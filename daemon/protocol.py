@@ -90,6 +90,7 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"  # the channel cannot serve this recipient
     INTERRUPTED = "interrupted"  # the daemon stopped while the attempt was in flight
     UNACKNOWLEDGED = "unacknowledged"  # delivered but not acknowledged in time
+    UNDELIVERED = "undelivered"  # accepted by the SMS provider, then reported undelivered by the carrier
 
 
 # -- envelopes -------------------------------------------------------------------------------------
@@ -236,6 +237,18 @@ class AwaitingAckData(TypedDict):
     until: str | None  # when the next channel is tried unless the button is pressed
 
 
+class AwaitingReceiptData(TypedDict):
+    id: int
+    recipient_id: int
+    message_sid: str  # the SMS provider's id, which its delivery receipt names
+    until: str | None  # when it counts as delivered if no final receipt came
+
+
+class SmsBudgetData(TypedDict):
+    used: int  # SMS segments sent today (UTC), every daemon together
+    budget: int  # [sms] daily_budget
+
+
 class BreakerEventData(BreakerJSON):
     channel: str
 
@@ -291,6 +304,18 @@ class AwaitingAckEvent(TypedDict):
     event: Literal["notification.awaiting_ack"]
     at: str
     data: AwaitingAckData
+
+
+class AwaitingReceiptEvent(TypedDict):
+    event: Literal["notification.awaiting_receipt"]
+    at: str
+    data: AwaitingReceiptData
+
+
+class SmsBudgetEvent(TypedDict):
+    event: Literal["sms.budget"]
+    at: str
+    data: SmsBudgetData
 
 
 class AttemptStartedEvent(TypedDict):
@@ -351,7 +376,7 @@ class OverflowEvent(TypedDict):
 Event = (
     NotificationCreatedEvent | NotificationStatusEvent | AwaitingAckEvent | AttemptStartedEvent
     | AttemptFinishedEvent | BreakerEvent | RecipientChangedEvent | RecipientRemovedEvent | LinkCreatedEvent
-    | RecipientTelegramEvent | PausedEvent | OverflowEvent
+    | RecipientTelegramEvent | PausedEvent | OverflowEvent | AwaitingReceiptEvent | SmsBudgetEvent
 )
 
 

@@ -28,6 +28,7 @@ from daemon.api.health import PROBES, probe
 from daemon.api.http_guard import Listener, ListenerLimits
 from daemon.api.http_openapi import QUERY_SCHEMAS, SCHEMAS, Problem, openapi_document, problems
 from daemon.api.service import Service
+from daemon.api.twilio_callback import status_callback
 from daemon.config import HttpConfig
 from daemon.core.errors import ChannelError, Conflict, FnotifyError, NotFound, StorageError, ValidationError
 from daemon.core.models import Notification
@@ -340,7 +341,9 @@ def _legacy_view(notification: Notification) -> dict[str, Any]:
 
 def build_app(service: Service, tokens: Iterable[str], *, max_body: int = MAX_BODY) -> web.Application:
     """The aiohttp application: logging, JSON errors and bearer auth around ``HttpApi``'s routes."""
-    app = web.Application(middlewares=[_probes(service), _log_requests, _errors, _auth(TokenCheck(tokens))],
+    # Twilio's status callback is signed, not bearer-authenticated: answered before the token check
+    app = web.Application(middlewares=[_probes(service), _log_requests, status_callback(service), _errors,
+                                       _auth(TokenCheck(tokens))],
                           client_max_size=max_body)
     app[_MAX_BODY] = max_body
     for method, path, handler in HttpApi(service).routes:
