@@ -187,6 +187,13 @@ class BreakerJSON(TypedDict):
     probe_in_s: float | None  # seconds until the open breaker lets one probe through
 
 
+class SmsStatusJSON(TypedDict):
+    receipts: str  # callback / poll / off
+    recipient_limits: list[str]  # the per-recipient caps in force, e.g. "5/15m"
+    daily_budget: int | None  # SMS segments per UTC day, every daemon together; None: no budget
+    budget_used_today: int  # segments sent today (UTC)
+
+
 class StatusJSON(TypedDict):
     version: str
     uptime_s: float
@@ -198,6 +205,7 @@ class StatusJSON(TypedDict):
     subscribers: int
     retry: dict[str, Any]  # the retry policy in force
     storage: str  # where the data lives: the SQLite file, or the PostgreSQL URL without its password
+    sms: NotRequired[SmsStatusJSON]  # SMS receipts, caps and today's budget use
 
 
 class LinkJSON(TypedDict):
