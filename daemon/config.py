@@ -21,6 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from daemon.core.errors import ConfigError
 from daemon.core.models import Channel
+from daemon.core.sms_caps import DEFAULT_RECIPIENT_LIMITS, parse_limit
 from daemon.credentials import read_credential
 from daemon.database_url import PostgresUrl, parse_postgres_url
 from daemon.paths import config_path, default_state_dir, socket_path
@@ -163,11 +164,38 @@ class SmsConfig(Section):
     max_segments: int = Field(default=10, ge=1, le=255)
     """Longest text sent by SMS, in segments (160 GSM-7 / 70 UCS-2 characters for one, 153 / 67 each
     when split); a longer one is refused for SMS (permanent: it fails over, or the chain ends)."""
+    receipts: Literal["callback", "poll", "off"] = "off"
+    """Wait for the carrier's delivery receipt before an SMS counts as delivered (Twilio only):
+    ``callback`` (Twilio posts to ``status_callback_url``), ``poll`` (the daemon asks Twilio), ``off``."""
+    status_callback_url: str | None = None
+    """The public URL Twilio posts status changes to; the HTTP listener serves its path."""
+    receipt_timeout: float = Field(default=600.0, gt=0, le=86_400)
+    """Seconds to wait for a final receipt; after that the SMS counts as delivered, with a note."""
+    recipient_limits: list[str] = Field(default_factory=lambda: list(DEFAULT_RECIPIENT_LIMITS))
+    """Most SMS per recipient in sliding windows ("5/15m" = 5 messages per 15 minutes); [] turns them off."""
+    daily_budget: int | None = Field(default=None, ge=1, le=100_000_000)
+    """Most SMS segments per UTC day, all daemons together (unset: no budget); a warning at 80 %."""
+
+    @field_validator("recipient_limits")
+    @classmethod
+    def _limits(cls, value: list[str]) -> list[str]:
+        return [parse_limit(text).text for text in value]
+
+    @field_validator("status_callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+/\S*$", value):
+            raise ValueError("must be an absolute http(s) URL with a path, e.g. https://host/api/v1/twilio/status")
+        return value
 
     @model_validator(mode="after")
     def _provider_settings(self) -> SmsConfig:
         if not self.enabled:
             return self
+        if self.receipts != "off" and self.provider != "twilio":
+            raise ValueError('receipts: needs provider = "twilio"')
+        if self.receipts == "callback" and not self.status_callback_url:
+            raise ValueError('status_callback_url: required for receipts = "callback"')
         if self.provider == "twilio":
             missing = [k for k in ("account_sid", "auth_token", "sender") if not getattr(self, k)]
             if missing:

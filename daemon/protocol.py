@@ -91,6 +91,7 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"  # the channel cannot serve this recipient
     INTERRUPTED = "interrupted"  # the daemon stopped while the attempt was in flight
     UNACKNOWLEDGED = "unacknowledged"  # delivered but not acknowledged in time
+    UNDELIVERED = "undelivered"  # accepted by the SMS provider, then reported undelivered by the carrier
 
 
 # -- envelopes -------------------------------------------------------------------------------------
@@ -187,6 +188,13 @@ class BreakerJSON(TypedDict):
     probe_in_s: float | None  # seconds until the open breaker lets one probe through
 
 
+class SmsStatusJSON(TypedDict):
+    receipts: str  # callback / poll / off
+    recipient_limits: list[str]  # the per-recipient caps in force, e.g. "5/15m"
+    daily_budget: int | None  # SMS segments per UTC day, every daemon together; None: no budget
+    budget_used_today: int  # segments sent today (UTC)
+
+
 class StatusJSON(TypedDict):
     version: str
     uptime_s: float
@@ -198,6 +206,7 @@ class StatusJSON(TypedDict):
     subscribers: int
     retry: dict[str, Any]  # the retry policy in force
     storage: str  # where the data lives: the SQLite file, or the PostgreSQL URL without its password
+    sms: NotRequired[SmsStatusJSON]  # SMS receipts, caps and today's budget use
 
 
 class LinkJSON(TypedDict):
@@ -235,6 +244,18 @@ class AwaitingAckData(TypedDict):
     id: int
     recipient_id: int
     until: str | None  # when the next channel is tried unless the button is pressed
+
+
+class AwaitingReceiptData(TypedDict):
+    id: int
+    recipient_id: int
+    message_sid: str  # the SMS provider's id, which its delivery receipt names
+    until: str | None  # when it counts as delivered if no final receipt came
+
+
+class SmsBudgetData(TypedDict):
+    used: int  # SMS segments sent today (UTC), every daemon together
+    budget: int  # [sms] daily_budget
 
 
 class BreakerEventData(BreakerJSON):
@@ -292,6 +313,18 @@ class AwaitingAckEvent(TypedDict):
     event: Literal["notification.awaiting_ack"]
     at: str
     data: AwaitingAckData
+
+
+class AwaitingReceiptEvent(TypedDict):
+    event: Literal["notification.awaiting_receipt"]
+    at: str
+    data: AwaitingReceiptData
+
+
+class SmsBudgetEvent(TypedDict):
+    event: Literal["sms.budget"]
+    at: str
+    data: SmsBudgetData
 
 
 class AttemptStartedEvent(TypedDict):
@@ -352,7 +385,7 @@ class OverflowEvent(TypedDict):
 Event = (
     NotificationCreatedEvent | NotificationStatusEvent | AwaitingAckEvent | AttemptStartedEvent
     | AttemptFinishedEvent | BreakerEvent | RecipientChangedEvent | RecipientRemovedEvent | LinkCreatedEvent
-    | RecipientTelegramEvent | PausedEvent | OverflowEvent
+    | RecipientTelegramEvent | PausedEvent | OverflowEvent | AwaitingReceiptEvent | SmsBudgetEvent
 )
 
 

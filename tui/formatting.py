@@ -34,6 +34,7 @@ OUTCOME_STYLES: dict[str, tuple[str, str]] = {
     Outcome.SKIPPED: ("–", "bright_black"),
     Outcome.INTERRUPTED: ("!", "magenta"),
     Outcome.UNACKNOWLEDGED: ("?", "dark_orange"),
+    Outcome.UNDELIVERED: ("↯", "red"),  # the carrier dropped it after the provider took it
 }
 IN_FLIGHT = ("⋯", "bold cyan")
 TELEGRAM_STATE_STYLES = {"linked": "green", "not linked": "bright_black", "opted out": "yellow",

@@ -42,6 +42,7 @@ from daemon.api.requests import (
     parse_query,
 )
 from daemon.api.service import Service
+from daemon.api.twilio_callback import status_callback
 from daemon.config import HttpConfig
 from daemon.core.errors import ChannelError, Conflict, FnotifyError, NotFound, StorageError, ValidationError
 from daemon.core.models import Notification
@@ -320,7 +321,9 @@ def _legacy_view(notification: Notification) -> dict[str, Any]:
 
 def build_app(service: Service, tokens: Iterable[str], *, max_body: int = MAX_BODY) -> web.Application:
     """The aiohttp application: logging, JSON errors and bearer auth around ``HttpApi``'s routes."""
-    app = web.Application(middlewares=[_probes(service), _log_requests, _errors, _auth(TokenCheck(tokens))],
+    # Twilio's status callback is signed, not bearer-authenticated: answered before the token check
+    app = web.Application(middlewares=[_probes(service), _log_requests, status_callback(service), _errors,
+                                       _auth(TokenCheck(tokens))],
                           client_max_size=max_body)
     app[_MAX_BODY] = max_body
     for method, path, handler in HttpApi(service).routes:

@@ -31,8 +31,9 @@ from daemon.core.engine import Engine
 from daemon.core.errors import Conflict, NotFound, ValidationError
 from daemon.core.events import EventBus
 from daemon.core.models import Channel, Notification, Outcome, Recipient, iso, utcnow
+from daemon.core.sms_caps import day_start
 from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkOutcome, LinkRedemption, Store
-from daemon.protocol import LinkJSON, PausedData, StatusJSON
+from daemon.protocol import LinkJSON, PausedData, SmsStatusJSON, StatusJSON
 
 BACKUP_DIR = "backups"
 """Under the state directory: where ``backup`` without a path writes (the unit's StateDirectory= makes it)."""
@@ -206,7 +207,16 @@ class Service:
             "channels": {str(c): c in self.engine.channels for c in Channel},
             "subscribers": self.events.subscriber_count,
             "retry": dataclasses.asdict(self.engine.policy),  # the policy in force, after any SIGHUP
+            "sms": await self._sms_status(),
         }
+
+    async def _sms_status(self) -> SmsStatusJSON:
+        """SMS receipts and caps in force, and the segments every daemon sent today (UTC)."""
+        sms, now = self.engine.sms, self.clock()
+        usage = await self.store.sms_usage(-1, now, day_start(now))
+        return {"receipts": self.config.sms.receipts if sms.receipt_timeout is not None else "off",
+                "recipient_limits": [limit.text for limit in sms.caps.limits],
+                "daily_budget": sms.caps.daily_budget, "budget_used_today": usage.segments_today}
 
     async def pause(self) -> PausedData:
         """Hold delivery: sends are accepted and stored, no attempt starts until ``resume``."""

@@ -46,6 +46,8 @@ class SmsChannel:
         self._token = config.auth_token.get_secret_value() if config.auth_token else None
         self._sender = config.sender
         self._max_segments = config.max_segments
+        # Twilio posts status changes here only when receipts come by callback (poll: we ask instead)
+        self._status_callback = config.status_callback_url if config.receipts == "callback" else None
         self._redact = Redactor([self._token] if self._token else [])
         self._account_sid = ""
         self._base = ""
@@ -88,12 +90,12 @@ class SmsChannel:
             raise PermanentError(f"SMS: text too long: {segments} segments, at most {self._max_segments}"
                                  " ([sms] max_segments)")
         if self.provider == "twilio":
-            response = await self._request(
-                "POST",
-                f"{self._base}/Messages.json",
-                data={"To": phone, "From": self._sender, "Body": message.text},
-                auth=self._basic_auth(),
-            )
+            form = {"To": phone, "From": self._sender or "", "Body": message.text}
+            if self._status_callback:
+                form["StatusCallback"] = self._status_callback
+            if message.validity_period is not None:
+                form["ValidityPeriod"] = str(message.validity_period)
+            response = await self._request("POST", f"{self._base}/Messages.json", data=form, auth=self._basic_auth())
             self._raise_for_status(response)
             message_id = _json_field(response, "sid")
             if message_id is None:
@@ -107,6 +109,18 @@ class SmsChannel:
         )
         self._raise_for_status(response)
         return _json_field(response, "id", "sid", "message_id")
+
+    async def fetch_status(self, message_sid: str) -> tuple[str, int | None]:
+        """Twilio: the message's status and error code now (``GET .../Messages/{sid}.json``), for
+        ``[sms] receipts = "poll"``. Raises TransientError / PermanentError as ``send`` does."""
+        response = await self._request("GET", f"{self._base}/Messages/{quote(message_sid, safe='')}.json",
+                                       auth=self._basic_auth())
+        self._raise_for_status(response)
+        data = _json_body(response)
+        code = data.get("error_code")
+        status = data.get("status")
+        return (str(status) if isinstance(status, str) else "unknown",
+                int(code) if isinstance(code, int | str) and str(code).isdigit() else None)
 
     async def check(self) -> str:
         """Twilio: fetch the account resource (proves the credentials). Webhook: reachability only."""

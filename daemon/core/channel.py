@@ -22,6 +22,7 @@ class OutgoingMessage:
     text: str
     subject: str | None = None
     ack_requested: bool = False  # Telegram: attach the "Got it" button
+    validity_period: int | None = None  # SMS: seconds the carrier may keep trying (Twilio ``ValidityPeriod``)
 
 
 class ChannelAdapter(Protocol):

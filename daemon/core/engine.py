@@ -41,6 +41,9 @@ from daemon.core.events import EventBus
 from daemon.core.failover import AttemptResult, Plan, RetryPolicy, Send, Situation, StepKind
 from daemon.core.models import Channel, Notification, Recipient, Status, iso, iso_at, utcnow
 from daemon.core.redact import Redactor
+from daemon.core.sms_caps import SmsPolicy, SmsUsage, crossed_warning, day_start, usage_since
+from daemon.core.sms_receipt import Receipt
+from daemon.core.sms_segments import sms_segments
 from daemon.core.store import Store, new_owner_id
 from daemon.protocol import AttemptJSON
 
@@ -71,6 +74,7 @@ class Engine:
         breaker: BreakerSettings = DEFAULT_BREAKER,
         owner: str | None = None,
         lease: float = DEFAULT_LEASE,
+        sms: SmsPolicy | None = None,
     ) -> None:
         self.store = store
         self.channels = dict(channels)
@@ -90,6 +94,7 @@ class Engine:
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._stopping = False
         self.paused = False  # held by an operator: accept and store, but start no attempt
+        self.sms = sms or SmsPolicy()  # delivery receipts and the caps; replaced on a config reload
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -294,18 +299,24 @@ class Engine:
         while it says "next channel". Every rule is there: nothing here decides anything."""
         recipient = await self.store.get_recipient(n.recipient_id)
         ack_due = n.ack_timeout is not None and await self.store.awaiting_ack(n.id)
+        receipt = await self.store.pending_receipt(n.id) if Channel.SMS in n.chain else None
         position, tries, status = n.position, n.tries_on_channel, n.status
         while True:
-            situation = self._situation(n, recipient, position, tries, ack_due)
+            usage = await self._sms_usage(n, recipient, position)
+            situation = self._situation(n, recipient, position, tries, ack_due, receipt, usage)
             decision = failover.before_attempt(situation)
             attempt_id: int | None = None
             if isinstance(decision, Send):
                 attempt_id, plan = await self._attempt(n, situation, decision)
             else:
                 plan = decision
+            if plan.kind is StepKind.AWAIT_RECEIPT:
+                await self._await_receipt(n, plan, attempt_id)
+                return
             if plan.block_recipient:
                 blocked = await self.store.set_telegram_blocked(n.recipient_id, True)
                 self.events.publish("recipient.blocked", blocked.telegram_event())
+            attempt_id = attempt_id if attempt_id is not None else plan.attempt_id
             attempt, new_status = await self.store.finish_attempt(attempt_id, n.id, plan.channel, plan.record,
                                                                   plan.update, plan.at, self.owner)
             self._report(n, attempt.to_json(), plan, status, new_status)
@@ -314,15 +325,45 @@ class Engine:
                 self._arm_if_earlier(plan.update.next_attempt_at)
             if status.is_final or not plan.goes_on:
                 return
-            position, tries, ack_due = plan.update.position, plan.update.tries, False
+            position, tries, ack_due, receipt = plan.update.position, plan.update.tries, False, None
 
     def _situation(self, n: Notification, recipient: Recipient | None, position: int, tries: int,
-                   ack_due: bool) -> Situation:
+                   ack_due: bool, receipt: Receipt | None = None, usage: SmsUsage | None = None) -> Situation:
         return Situation(
             n.chain, position, tries, self.clock(), recipient, frozenset(self.channels),
             frozenset(channel for channel, breaker in self.breakers.items() if not breaker.allows()),
-            self.policy, n.deadline, n.ack_timeout, ack_due,
+            self.policy, n.deadline, n.ack_timeout, ack_due, self.sms.receipt_timeout, receipt,
+            self.sms.caps if usage is not None else None, usage, sms_segments(n.text),
         )
+
+    async def _sms_usage(self, n: Notification, recipient: Recipient | None, position: int) -> SmsUsage | None:
+        """What SMS has cost so far, when SMS is up next under caps (read from the store: every daemon's sends)."""
+        if n.chain[position] is not Channel.SMS or recipient is None or not self.sms.caps.active:
+            return None
+        now = self.clock()
+        return await self.store.sms_usage(recipient.id, usage_since(self.sms.caps, now), day_start(now))
+
+    async def _await_receipt(self, n: Notification, plan: Plan, attempt_id: int | None) -> None:
+        """The SMS was accepted: its attempt stays open and the row waits, on disk, for the receipt."""
+        attempt_id = attempt_id if attempt_id is not None else plan.attempt_id
+        assert attempt_id is not None and plan.message_sid is not None and plan.update.next_attempt_at is not None
+        timeout = self.sms.receipt_timeout or (plan.update.next_attempt_at - plan.at).total_seconds()
+        await self.store.await_receipt(attempt_id, n.id, plan.message_sid, plan.record.sent_at or plan.at, timeout,
+                                       plan.update, plan.at, self.owner)
+        log.info("notification %d -> recipient %d: sms accepted (%s), waiting until %s for its delivery receipt",
+                 n.id, n.recipient_id, plan.message_sid, iso(plan.update.next_attempt_at))
+        self.events.publish("notification.awaiting_receipt", {
+            "id": n.id, "recipient_id": n.recipient_id, "message_sid": plan.message_sid,
+            "until": iso(plan.update.next_attempt_at)})
+        self._arm_if_earlier(plan.update.next_attempt_at)
+
+    async def _count_sms(self, n: Notification, recipient: Recipient) -> None:
+        """An SMS was accepted: it is paid for, so it counts towards the caps (and the 80 % warning)."""
+        before, after = await self.store.record_sms_sent(recipient.id, self.clock(), sms_segments(n.text))
+        budget = self.sms.caps.daily_budget
+        if budget is not None and crossed_warning(self.sms.caps, before, after):
+            log.warning("SMS daily budget: %d of %d segments used today (UTC)", after, budget)
+            self.events.publish("sms.budget", {"used": after, "budget": budget})
 
     async def _attempt(self, n: Notification, situation: Situation, send: Send) -> tuple[int, Plan]:
         # no await since the situation was read: the adapter and the breaker are the ones it saw
@@ -334,9 +375,15 @@ class Engine:
         # pace right before the provider call: a commit between the two would bunch sends up
         await adapter.wait_turn(send.recipient)
         sent_at = self.clock()  # the attempt's timing is the provider call, not the wait
-        message = OutgoingMessage(n.id, send.recipient, n.text, n.subject, ack_requested=send.ack_requested)
+        message = OutgoingMessage(n.id, send.recipient, n.text, n.subject, ack_requested=send.ack_requested,
+                                  validity_period=send.validity_period)
         result = await self._send(adapter, message)
         self._breaker_saw(send.channel, result)
+        if send.channel is Channel.SMS and result.kind is failover.ResultKind.DELIVERED:
+            try:
+                await self._count_sms(n, send.recipient)
+            except StorageError as exc:  # the message is out: losing one count must not lose its record
+                log.error("notification %d: the SMS sent could not be counted towards the caps: %s", n.id, exc)
         return attempt_id, failover.after_attempt(situation, result, self.clock(), sent_at, draw=self.rng.random)
 
     async def _send(self, adapter: ChannelAdapter, message: OutgoingMessage) -> AttemptResult:

@@ -22,6 +22,7 @@ from daemon.protocol import (
     AttemptJSON,
     AttemptStartedData,
     AwaitingAckData,
+    AwaitingReceiptData,
     BreakerEventData,
     Event,
     LinkCreatedData,
@@ -34,6 +35,7 @@ from daemon.protocol import (
     RecipientRemovedData,
     RecipientTelegramData,
     RecipientTelegramKind,
+    SmsBudgetData,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,10 @@ class EventBus:
     def publish(self, kind: Literal["notification.status"], data: NotificationStatusData) -> None: ...
     @overload
     def publish(self, kind: Literal["notification.awaiting_ack"], data: AwaitingAckData) -> None: ...
+    @overload
+    def publish(self, kind: Literal["notification.awaiting_receipt"], data: AwaitingReceiptData) -> None: ...
+    @overload
+    def publish(self, kind: Literal["sms.budget"], data: SmsBudgetData) -> None: ...
     @overload
     def publish(self, kind: Literal["attempt.started"], data: AttemptStartedData) -> None: ...
     @overload

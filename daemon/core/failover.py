@@ -8,6 +8,9 @@ writes: the attempt's record and the notification's next state.
 
 Before an attempt, in this order:
 
+0. an SMS waiting for its delivery receipt came due (the receipt arrived, or its timeout): the receipt
+   decides (``daemon.core.sms_receipt``): ``delivered``; ``undelivered`` and retried or on to the next
+   channel by its code; or ``delivered`` noted "no delivery receipt within N s"
 1. a delivery waiting for the "Got it" button came due: ``unacknowledged``, on to the next channel
    (the ack wait is never cut short by the deadline; the escalation after it is what rule 2 refuses)
 2. the deadline has passed: ``skipped`` ("deadline ... passed: not tried") on the channel that
@@ -15,11 +18,14 @@ Before an attempt, in this order:
 3. the channel cannot serve the recipient: ``skipped`` with the reason, on to the next channel at
    once, without counting a try: the recipient was removed, the channel is disabled, no address
    for it, opted out of it, the bot is blocked (Telegram), or the channel is down (breaker open)
+3b. SMS over a cap (``daemon.core.sms_caps``: a per-recipient window, the daily budget): ``skipped``
 4. otherwise: send (try number ``tries + 1`` on this channel)
 
 After it:
 
-- delivered: done; but a Telegram delivery that asked for an ack, with a channel left to escalate
+- delivered: done; but an SMS accepted while receipts are on waits for its receipt (up to
+  ``receipt_timeout``, a timer on disk like the ack wait); and a Telegram delivery that asked for an
+  ack, with a channel left to escalate
   to, waits ``ack_timeout`` seconds for the button first (a timer on disk, like a retry)
 - rate limited (the provider's flood control): ``retry`` after its ``retry_after``; no try counted
 - transient with tries left: ``retry`` after the backoff or the provider's ``retry_after``; a retry
@@ -36,7 +42,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from daemon.core import sms_caps, sms_receipt
 from daemon.core.models import AttemptRecord, Channel, NotificationUpdate, Outcome, Recipient, Status, iso
+from daemon.core.sms_caps import SmsCaps, SmsUsage
+from daemon.core.sms_receipt import Receipt
 
 RECIPIENT_REMOVED = "recipient was removed"
 CHANNEL_DISABLED = "channel disabled"
@@ -45,6 +54,9 @@ BOT_BLOCKED = "bot blocked by the user"
 NO_ADDRESS = {Channel.TELEGRAM: "no Telegram chat linked", Channel.EMAIL: "no email address",
               Channel.SMS: "no phone number"}
 _NAMES = {Channel.TELEGRAM: "Telegram", Channel.EMAIL: "email", Channel.SMS: "SMS"}
+
+MAX_VALIDITY_PERIOD = 14_400
+"""Twilio's longest ``ValidityPeriod`` (seconds) that we send: a late SMS is dropped, not delivered hours on."""
 
 RATE_LIMITED_NOTE = "rate limited: not counted as a try"
 """Ends the error of an attempt refused by the provider's flood control (documented in protocol.md)."""
@@ -123,6 +135,11 @@ class Situation:
     deadline: datetime | None = None
     ack_timeout: float | None = None
     ack_due: bool = False  # the row came due as the end of an ack wait (``awaiting_ack`` on disk)
+    receipt_timeout: float | None = None  # SMS delivery receipts are on: wait this long for one
+    receipt: Receipt | None = None  # the row came due while waiting for this SMS delivery receipt
+    sms_caps: SmsCaps | None = None  # the caps in force, when the channel up next is SMS
+    sms_usage: SmsUsage | None = None  # what was sent, as counted for those caps
+    segments: int = 1  # what the SMS would cost, in segments
 
     @property
     def channel(self) -> Channel:
@@ -137,6 +154,7 @@ class Send:
     recipient: Recipient
     tries: int
     ack_requested: bool  # Telegram: attach the "Got it" button
+    validity_period: int | None = None  # SMS: seconds the carrier may keep trying (until the deadline)
 
 
 class StepKind(StrEnum):
@@ -146,6 +164,7 @@ class StepKind(StrEnum):
     NEXT = "next"  # next channel, now, by the same walk
     EXHAUSTED = "exhausted"  # no channel left: the notification failed
     EXPIRED = "expired"  # the deadline passed before the next attempt: the notification expired
+    AWAIT_RECEIPT = "await_receipt"  # SMS accepted; the attempt stays open until its delivery receipt
 
 
 _FINAL_STATUS = {StepKind.DONE: Status.DELIVERED, StepKind.EXHAUSTED: Status.FAILED, StepKind.EXPIRED: Status.EXPIRED}
@@ -162,6 +181,8 @@ class Plan:
     at: datetime  # when this was decided: the record's finish time
     delay: float = 0.0  # RETRY: seconds until the retry (before any deadline clamp)
     block_recipient: bool = False  # the user blocked the bot: mark the recipient, skip Telegram from now on
+    attempt_id: int | None = None  # the attempt left open for a delivery receipt that this plan closes
+    message_sid: str | None = None  # AWAIT_RECEIPT: the provider's id the receipt will name
 
     @property
     def goes_on(self) -> bool:
@@ -171,6 +192,8 @@ class Plan:
 
 def before_attempt(s: Situation) -> Plan | Send:
     """The step decided without calling a provider (unacknowledged, expired, skipped), or ``Send``."""
+    if s.receipt is not None:
+        return _receipt_step(s, s.receipt)
     if s.ack_due:
         return _move_on(s, Outcome.UNACKNOWLEDGED, f"not acknowledged within {s.ack_timeout:g} s", s.tries, s.now)
     if s.deadline is not None and s.now >= s.deadline:
@@ -179,7 +202,12 @@ def before_attempt(s: Situation) -> Plan | Send:
     reason = unavailable(s.channel, s.recipient, s.enabled, s.down)
     if reason is not None or s.recipient is None:
         return _move_on(s, Outcome.SKIPPED, reason or RECIPIENT_REMOVED, s.tries, s.now)
-    return Send(s.channel, s.recipient, s.tries + 1, ack_requested=s.ack_timeout is not None)
+    if s.channel is Channel.SMS and s.sms_caps is not None and s.sms_usage is not None:
+        capped = sms_caps.refusal(s.sms_caps, s.sms_usage, s.now, s.segments)
+        if capped is not None:
+            return _move_on(s, Outcome.SKIPPED, capped, s.tries, s.now)
+    return Send(s.channel, s.recipient, s.tries + 1, ack_requested=s.ack_timeout is not None,
+                validity_period=_validity(s))
 
 
 def after_attempt(s: Situation, result: AttemptResult, now: datetime, sent_at: datetime | None = None, *,
@@ -191,6 +219,13 @@ def after_attempt(s: Situation, result: AttemptResult, now: datetime, sent_at: d
     policy = s.policy
     if result.kind is ResultKind.DELIVERED:
         record = AttemptRecord(Outcome.DELIVERED, None, result.provider_message_id, None, sent_at)
+        if s.receipt_timeout is not None and s.channel is Channel.SMS and result.provider_message_id:
+            # accepted is not delivered: the attempt stays open, the row due at the receipt timeout
+            # (a timer on disk, like the ack wait); a final receipt makes it due at once
+            until = now + timedelta(seconds=s.receipt_timeout)
+            update = NotificationUpdate(Status.SENDING, s.position, tries, until)
+            return Plan(StepKind.AWAIT_RECEIPT, s.channel, record, update, now,
+                        message_sid=result.provider_message_id)
         wait = _ack_wait(s)
         if wait is None:
             return _final(s, StepKind.DONE, record, tries, now)
@@ -228,6 +263,49 @@ def unavailable(channel: Channel, recipient: Recipient | None, enabled: frozense
     if channel in down:
         return CHANNEL_DOWN
     return None
+
+
+def _receipt_step(s: Situation, r: Receipt) -> Plan:
+    """An SMS's wait for its delivery receipt came due: the receipt (or its absence) decides."""
+    if not r.final and s.now < r.wait_until:
+        # due early without a final status: keep waiting, the same timer
+        update = NotificationUpdate(Status.SENDING, s.position, s.tries, r.wait_until)
+        record = AttemptRecord(Outcome.DELIVERED, None, r.message_sid)
+        return Plan(StepKind.AWAIT_RECEIPT, s.channel, record, update, s.now, attempt_id=r.attempt_id,
+                    message_sid=r.message_sid)
+    if r.status == "delivered" or not r.final:
+        note = sms_receipt.timeout_note(r.timeout)
+        if r.final:
+            note = f"delivery receipt: delivered at {iso(r.reported_at)}"
+        record = AttemptRecord(Outcome.DELIVERED, note, r.message_sid)
+        return _replace_attempt(_final(s, StepKind.DONE, record, s.tries, s.now), r)
+    error = sms_receipt.describe(r.status or "undelivered", r.error_code)
+    if sms_receipt.is_transient(r.error_code) and s.tries < s.policy.attempts_per_channel:
+        delay = s.policy.backoff(s.tries, 0.0)
+        retry_at = s.now + timedelta(seconds=delay)
+        due = retry_at if s.deadline is None or retry_at <= s.deadline else s.deadline
+        record = AttemptRecord(Outcome.UNDELIVERED, error, r.message_sid, retry_at)
+        update = NotificationUpdate(Status.SENDING, s.position, s.tries, due)
+        return Plan(StepKind.RETRY, s.channel, record, update, s.now, delay=delay, attempt_id=r.attempt_id)
+    if sms_receipt.is_transient(r.error_code):
+        error = f"{error}; giving up on this channel after {s.tries} tries"
+    plan = _move_on(s, Outcome.UNDELIVERED, error, s.tries, s.now)
+    return _replace_attempt(plan, r)
+
+
+def _replace_attempt(plan: Plan, r: Receipt) -> Plan:
+    """``plan`` closing the attempt that waited for ``r``, keeping the provider's message id on it."""
+    record = AttemptRecord(plan.record.outcome, plan.record.error, r.message_sid, plan.record.retry_at)
+    return Plan(plan.kind, plan.channel, record, plan.update, plan.at, plan.delay, plan.block_recipient,
+                attempt_id=r.attempt_id)
+
+
+def _validity(s: Situation) -> int | None:
+    """SMS ``ValidityPeriod``: the seconds left to the deadline, at most ``MAX_VALIDITY_PERIOD``."""
+    if s.channel is not Channel.SMS or s.deadline is None:
+        return None
+    left = int((s.deadline - s.now).total_seconds())
+    return max(1, min(left, MAX_VALIDITY_PERIOD))
 
 
 def _ack_wait(s: Situation) -> float | None:

@@ -36,6 +36,8 @@ from daemon.core.models import (
     Recipient,
     Status,
 )
+from daemon.core.sms_caps import SmsUsage
+from daemon.core.sms_receipt import Receipt
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +149,23 @@ class Store(Protocol):
         due again at ``due`` unless final."""
         ...
     async def awaiting_ack(self, notification_id: int) -> bool: ...
+
+    # SMS delivery receipts and caps (daemon/storage/sqlite_sms.py states the rules)
+    async def await_receipt(self, attempt_id: int, notification_id: int, message_sid: str, sent_at: datetime,
+                            timeout: float, update: NotificationUpdate, now: datetime,
+                            owner: str | None = None) -> None:
+        """Leave the attempt open with ``message_sid``; the notification released, due at the timeout."""
+        ...
+    async def record_receipt(self, message_sid: str, status: str, error_code: int | None,
+                             now: datetime) -> int | None:
+        """Keep a reported status (a final one makes the notification due now); its id, None if unknown."""
+        ...
+    async def pending_receipt(self, notification_id: int) -> Receipt | None: ...
+    async def pending_receipts(self, limit: int = 500) -> list[Receipt]: ...
+    async def record_sms_sent(self, recipient_id: int, now: datetime, segments: int) -> tuple[int, int]:
+        """Count an accepted SMS; the segments sent today (UTC, every daemon) before and after it."""
+        ...
+    async def sms_usage(self, recipient_id: int, since: datetime, day_start: datetime) -> SmsUsage: ...
 
     # the Telegram bot's side
     async def create_link_token(self, recipient_id: int, token: str, now: datetime, expires_at: datetime) -> None: ...

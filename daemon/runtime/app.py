@@ -10,12 +10,13 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from daemon.api.resources import http_listener_limits
 from daemon.api.service import Service
 from daemon.api.socket_server import SocketServer
 from daemon.channels import build_channels
+from daemon.channels.sms_receipts import POLL_EVERY, ReceiptPoller, StatusSource
 from daemon.config import Config
 from daemon.core.breaker import BreakerSettings
 from daemon.core.engine import Engine
@@ -25,7 +26,7 @@ from daemon.core.models import Channel, utcnow
 from daemon.core.redact import Redactor
 from daemon.core.store import new_owner_id
 from daemon.runtime.logs import throttle_resource_errors
-from daemon.runtime.reload import Reloader, retry_policy
+from daemon.runtime.reload import Reloader, retry_policy, sms_policy
 from daemon.runtime.systemd import Notifier, format_status
 from daemon.storage.factory import make_store
 
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 
 RETENTION_JOB = "retention"
 RETENTION_EVERY = 86_400.0  # daily
-RETENTION_FIRST = 60.0  # the first prune a minute after start, off the start-up path
+RETENTION_FIRST = 60.0
+RECEIPTS_JOB = "sms-receipts"  # the first prune a minute after start, off the start-up path
 
 
 class Daemon:
@@ -57,7 +59,7 @@ class Daemon:
         self.engine = Engine(self.store, self.channels, retry_policy(config), self.events, self.redactor,
                              max_in_flight=config.daemon.max_in_flight, clock=clock, monotonic=monotonic,
                              breaker=BreakerSettings(config.breaker.threshold, config.breaker.cooldown),
-                             owner=self.owner, lease=config.storage.lease)
+                             owner=self.owner, lease=config.storage.lease, sms=sms_policy(config))
         self.service = Service(config, self.store, self.engine, self.events, clock=clock, monotonic=monotonic)
         self.server = SocketServer(self.service, config.daemon.socket_path,
                                    max_connections=config.daemon.max_connections,
@@ -87,6 +89,7 @@ class Daemon:
         self._started = False
         self.notifier = Notifier.from_environment()  # a no-op unless run by systemd (Type=notify)
         self.reloader = Reloader(self)
+        self.receipt_poller = ReceiptPoller(self._sms_status_source, self.store, clock, self.engine.poke)
 
     async def start(self) -> None:
         """Open the database, re-arm pending work, then listen: once this returns, clients are served."""
@@ -113,9 +116,18 @@ class Daemon:
             raise
         self._started = True
         self.engine.every(RETENTION_EVERY, RETENTION_JOB, self._prune, first_in=RETENTION_FIRST)
+        if self.config.sms.enabled and self.config.sms.receipts == "poll":
+            self.engine.every(POLL_EVERY, RECEIPTS_JOB, self.receipt_poller.poll, first_in=POLL_EVERY)
         enabled = ", ".join(str(c) for c in Channel if c in self.channels) or "none"
         log.info("failover-notify ready: socket %s, database %s, channels: %s, daemon id %s",
                  self.config.daemon.socket_path, self.store.location, enabled, self.owner)
+
+    def _sms_status_source(self) -> StatusSource | None:
+        """The SMS adapter in force, when it can be asked for a message's status (Twilio)."""
+        adapter = self.engine.channels.get(Channel.SMS)
+        if getattr(adapter, "provider", None) != "twilio":  # not imported here: httpx loads with the adapter
+            return None
+        return cast("StatusSource", adapter)
 
     async def _prune(self) -> None:
         """The daily retention job: final notifications older than ``[daemon] retention_days`` go."""

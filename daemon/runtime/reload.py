@@ -34,6 +34,7 @@ from daemon.core.engine import Engine
 from daemon.core.failover import RetryPolicy
 from daemon.core.models import Channel
 from daemon.core.redact import Redactor
+from daemon.core.sms_caps import SmsCaps, SmsPolicy
 from daemon.runtime.logs import set_level
 from daemon.runtime.systemd import Notifier
 
@@ -101,6 +102,13 @@ def retry_policy(config: Config) -> RetryPolicy:
     return RetryPolicy(r.attempts_per_channel, r.backoff_initial, r.backoff_max)
 
 
+def sms_policy(config: Config) -> SmsPolicy:
+    """The engine's SMS receipts and caps from ``[sms]``: at start and after every reload."""
+    sms = config.sms
+    timeout = sms.receipt_timeout if sms.enabled and sms.receipts != "off" else None
+    return SmsPolicy(timeout, SmsCaps.parse(sms.recipient_limits, sms.daily_budget))
+
+
 class Reloadable(Protocol):
     """What a reload touches in the running daemon (``daemon.runtime.app.Daemon``)."""
 
@@ -154,6 +162,7 @@ class Reloader:
         daemon.redactor.update([*daemon.config.secrets(), *config.secrets()])
         daemon.config = daemon.service.config = config
         daemon.engine.policy = retry_policy(config)
+        daemon.engine.sms = sms_policy(config)
         daemon.engine.max_in_flight = config.daemon.max_in_flight
         set_level(config.daemon.log_level)
         if channels is not None:

@@ -19,8 +19,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import secrets
 import shutil
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -75,10 +77,15 @@ async def run_demo(state: Path, keep_running: bool) -> None:
     state.mkdir(parents=True)
     suite = await SimulatorSuite().start()
     config = state / "fnotify.toml"
+    port = _free_port()
+    # SMS delivery receipts by Twilio's status callback, which the simulator posts to the HTTP listener
+    receipts = (f'receipts = "callback"\nstatus_callback_url = "http://127.0.0.1:{port}/api/v1/twilio/status"\n'
+                "receipt_timeout = 60\n")
     config.write_text(
         f'[daemon]\nstate_dir = "{state}"\nlog_level = "INFO"\n\n'
         "[retry]\nattempts_per_channel = 3\nbackoff_initial = 0.5\nbackoff_max = 2.0\n\n"
-        + suite.config_toml()
+        f'[http]\nenabled = true\nlisten = "127.0.0.1:{port}"\ntokens = ["{secrets.token_hex(16)}"]\n\n'
+        + suite.config_toml().replace("[sms]\n", "[sms]\n" + receipts)
     )
     print(f"{BOLD}failover-notify demo{RESET}: simulators on loopback "
           f"(Telegram {suite.telegram_url}, SMTP 127.0.0.1:{suite.smtp_port}, Twilio {suite.sms_url})")
@@ -146,6 +153,13 @@ async def _scenarios(config: Path, suite: SimulatorSuite) -> None:
     out = await fnotify(config, "send", "--to", "1", "--message", "Now straight to Telegram", "--wait")
     _expect(out, ["DELIVERED", "telegram  delivered"])
 
+    print(f"\n{BOLD}== 5. The carrier drops an SMS (delivery receipt: undelivered 30005): on to email{RESET}")
+    suite.sms.receipt_for("+14155550101", "undelivered", 30005)
+    out = await fnotify(config, "send", "--to", "1", "--message", "Replica lag 40 s on db-2",
+                        "--chain", "sms,email", "--wait")
+    _expect(out, ["DELIVERED", "sms      undelivered", "undelivered 30005: unknown destination handset",
+                  "email    delivered"])
+
     print(f"\n{BOLD}== What the providers received{RESET}")
     for m in suite.telegram.messages:
         print(f"  telegram chat {m.chat_id}: {m.text}")
@@ -153,6 +167,12 @@ async def _scenarios(config: Path, suite: SimulatorSuite) -> None:
         print(f"  email to {', '.join(e.rcpt_tos)}: {e.subject}")
     for s in suite.sms.messages:
         print(f"  sms to {s.to}: {s.body}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _expect(output: str, needles: list[str]) -> None:

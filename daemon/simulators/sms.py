@@ -5,6 +5,13 @@ Twilio side::
     POST /2010-04-01/Accounts/{AccountSid}/Messages.json   form To, From, Body; basic auth
          -> 201 message resource (sid "SM" + 32 hex, status "queued", num_segments, ...)
     GET  /2010-04-01/Accounts/{AccountSid}.json            the account resource (an auth check)
+    GET  /2010-04-01/Accounts/{AccountSid}/Messages/{MessageSid}.json   the message, with its status
+
+Delivery receipts: a message sent with ``StatusCallback`` gets ``sent`` and then its final status posted
+there as a form, signed with ``X-Twilio-Signature`` as Twilio signs it (``send_callbacks = False``
+posts none, as when Twilio cannot reach the daemon). The final status is ``delivered`` unless
+``receipt_for(to, status, code)`` chose another for that number (e.g. ``undelivered``, 30005), once per
+planned entry; the Messages GET shows it.
 
 Errors are Twilio's JSON: ``{"code", "message", "more_info", "status"}``.
 
@@ -33,6 +40,7 @@ from typing import Any, Literal
 
 from aiohttp import BasicAuth, hdrs, web
 
+from daemon.api.twilio_callback import SIGNATURE_HEADER, twilio_signature
 from daemon.channels.sms_segments import sms_segments
 from daemon.simulators.control import fault_routes
 from daemon.simulators.faults import FaultPlan
@@ -110,6 +118,11 @@ class SmsSimulator:
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.base_url: str | None = None
+        self.send_callbacks = True
+        self.statuses: dict[str, tuple[str, int | None]] = {}  # sid -> final status, error code
+        self.callbacks: list[tuple[str, int]] = []  # (sid, HTTP status the callback got)
+        self._receipts: dict[str, list[tuple[str, int | None]]] = {}
+        self._posting: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -117,6 +130,7 @@ class SmsSimulator:
         app = web.Application(middlewares=[self._drop_middleware])
         app.router.add_post(f"{API}/Accounts/{{sid}}/Messages.json", self._twilio_send)
         app.router.add_get(f"{API}/Accounts/{{sid}}.json", self._twilio_account)
+        app.router.add_get(f"{API}/Accounts/{{sid}}/Messages/{{message_sid}}.json", self._twilio_message)
         app.router.add_post("/webhook", self._webhook_send)
         return app
 
@@ -128,8 +142,15 @@ class SmsSimulator:
         log.debug("SMS simulator listening on %s", self.base_url)
         return self.base_url
 
+    def receipt_for(self, to: str, status: str, code: int | None = None, times: int = 1) -> None:
+        """The final status (and error code) the next ``times`` messages to ``to`` will report."""
+        self._receipts.setdefault(to, []).extend([(status, code)] * times)
+
     async def stop(self) -> None:
         """Close every connection and stop listening (idempotent)."""
+        for task in list(self._posting):
+            task.cancel()
+        await asyncio.gather(*self._posting, return_exceptions=True)
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -260,6 +281,13 @@ class SmsSimulator:
         if len(body) > MAX_BODY:
             return twilio_error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
         sid = "SM" + secrets.token_hex(16)
+        planned = self._receipts.get(to)
+        self.statuses[sid] = planned.pop(0) if planned else ("delivered", None)
+        callback = str(form.get("StatusCallback", ""))
+        if callback and self.send_callbacks:
+            task = asyncio.create_task(self.post_statuses(callback, sid, to, sender))
+            self._posting.add(task)
+            task.add_done_callback(self._posting.discard)
         self._record(SmsRecord("twilio", to, sender, body, sid))
         now = format_datetime(datetime.now(UTC))
         uri = f"{API}/Accounts/{self.account_sid}/Messages/{sid}"
@@ -287,6 +315,35 @@ class SmsSimulator:
         }
         headers = {"Twilio-Request-Id": "RQ" + secrets.token_hex(16)}
         return web.json_response(resource, status=201, headers=headers)
+
+    async def _twilio_message(self, request: web.Request) -> web.Response:
+        if (refused := self._twilio_auth(request)) is not None:
+            return refused
+        sid = request.match_info["message_sid"]
+        if sid not in self.statuses:
+            return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+        status, code = self.statuses[sid]
+        return web.json_response({"sid": sid, "account_sid": self.account_sid, "status": status,
+                                  "error_code": code, "error_message": None})
+
+    async def post_statuses(self, url: str, sid: str, to: str, sender: str) -> None:
+        """Post ``sent``, then the final status, signed as Twilio signs them."""
+        import aiohttp  # the client side, only for simulated callbacks
+
+        status, code = self.statuses[sid]
+        async with aiohttp.ClientSession() as session:
+            for step, code_ in (("sent", None), (status, code)):
+                params = {"AccountSid": self.account_sid, "MessageSid": sid, "MessageStatus": step,
+                          "To": to, "From": sender}
+                if code_ is not None:
+                    params["ErrorCode"] = str(code_)
+                headers = {SIGNATURE_HEADER: twilio_signature(self.auth_token, url, params)}
+                try:
+                    async with session.post(url, data=params, headers=headers) as response:
+                        self.callbacks.append((sid, response.status))
+                except aiohttp.ClientError as exc:
+                    log.warning("SMS simulator: status callback to %s failed: %s", url, exc)
+                    return
 
     async def _webhook_send(self, request: web.Request) -> web.Response:
         if self.webhook_token is not None:

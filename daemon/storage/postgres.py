@@ -35,6 +35,7 @@ from daemon.storage import postgres_engine as engine_sql
 from daemon.storage import postgres_writes as sql
 from daemon.storage.postgres_rows import attempt_from_row, notification_from_row, recipient_from_row
 from daemon.storage.postgres_schema import connect_pool, migrate, translate
+from daemon.storage.postgres_sms import PostgresSmsLedger
 
 if TYPE_CHECKING:
     import asyncpg
@@ -54,7 +55,7 @@ class BackupUnsupported(Conflict):
     code = "unsupported"
 
 
-class PostgresStore:
+class PostgresStore(PostgresSmsLedger):
     """The PostgreSQL implementation of ``daemon.storage.base.Store``."""
 
     def __init__(self, url: PostgresUrl) -> None:

@@ -51,6 +51,7 @@ from daemon.storage.sqlite_rows import (
     to_datetime,
     to_timestamp,
 )
+from daemon.storage.sqlite_sms import SqliteSmsLedger
 from daemon.storage.writer import GroupCommitWriter, WriteConnection
 
 __all__ = ["FINAL", "RECIPIENT_FIELDS", "SqliteStore"]
@@ -61,7 +62,7 @@ FINAL = tuple(str(s) for s in (Status.DELIVERED, Status.ACKNOWLEDGED, Status.FAI
 _FINAL_SQL = ",".join(f"'{s}'" for s in FINAL)
 
 
-class SqliteStore:
+class SqliteStore(SqliteSmsLedger):
     """The SQLite implementation of ``daemon.core.store.Store``."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
