@@ -217,11 +217,13 @@ class Service:
 
     async def pause(self, params: Mapping[str, Any]) -> PausedData:
         """Hold delivery: sends are accepted and stored, no attempt starts until ``resume``."""
+        await self.store.set_paused(True, self.clock(), self.engine.owner)  # every daemon on the database
         self.engine.pause()
         self.events.publish("daemon.paused", {"paused": True})
         return {"paused": True}
 
     async def resume(self, params: Mapping[str, Any]) -> PausedData:
+        await self.store.set_paused(False, self.clock(), self.engine.owner)
         self.engine.resume()
         self.events.publish("daemon.paused", {"paused": False})
         return {"paused": False}

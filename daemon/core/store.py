@@ -153,6 +153,14 @@ class Store(Protocol):
     async def redeem_link_token(self, token: str, chat_id: int, now: datetime) -> LinkRedemption: ...
     async def acknowledge(self, notification_id: int, chat_id: int, now: datetime) -> AckResult: ...
 
+    # state every daemon sharing the database obeys
+    async def get_paused(self) -> bool:
+        """Whether delivery is held (``fnotify pause`` on any daemon of the cluster)."""
+        ...
+    async def set_paused(self, paused: bool, now: datetime, by: str) -> None:
+        """Hold or resume delivery for every daemon on this database; ``by`` is the daemon id asking."""
+        ...
+
     # operators
     @property
     def location(self) -> str:

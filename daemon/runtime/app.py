@@ -24,6 +24,7 @@ from daemon.core.events import EventBus
 from daemon.core.models import Channel, utcnow
 from daemon.core.redact import Redactor
 from daemon.core.store import new_owner_id
+from daemon.runtime.cluster import ClusterLink
 from daemon.runtime.logs import throttle_resource_errors
 from daemon.runtime.reload import Reloader, retry_policy
 from daemon.runtime.systemd import Notifier, format_status
@@ -52,13 +53,14 @@ class Daemon:
         self.redactor = redactor or Redactor(config.secrets())
         self.events = EventBus(clock=clock)
         self.owner = new_owner_id()  # this daemon's id in claims and leases, new at every start
-        self.store = make_store(config)  # SQLite in state_dir, or the PostgreSQL of [storage] url
+        self.store = make_store(config, self.owner)  # SQLite in state_dir, or the PostgreSQL of [storage] url
         self.channels = build_channels(config)
         self.engine = Engine(self.store, self.channels, retry_policy(config), self.events, self.redactor,
                              max_in_flight=config.daemon.max_in_flight, clock=clock, monotonic=monotonic,
                              breaker=BreakerSettings(config.breaker.threshold, config.breaker.cooldown),
                              owner=self.owner, lease=config.storage.lease)
         self.service = Service(config, self.store, self.engine, self.events, clock=clock, monotonic=monotonic)
+        self.cluster = ClusterLink(self.store, self.engine, self.events)  # PostgreSQL: the other daemons' hints
         self.server = SocketServer(self.service, config.daemon.socket_path,
                                    max_connections=config.daemon.max_connections,
                                    idle_timeout=config.daemon.idle_timeout, allowed_uids=config.daemon.allowed_uids,
@@ -94,6 +96,7 @@ class Daemon:
         await self.store.open()
         try:
             await self.engine.start()
+            await self.cluster.start()
             await self._start_bot()
             await self.server.start(self._listen_socket)
             listening: list[HttpServer | MetricsServer] = []
@@ -108,6 +111,7 @@ class Daemon:
                 await self.server.stop()
                 raise
         except BaseException:
+            await self.cluster.stop()
             await self.engine.stop(0)  # the dispatcher must not outlive the store it reads
             await self._close_resources()
             raise
@@ -141,6 +145,7 @@ class Daemon:
         if self._bot_restart is not None:
             await asyncio.gather(self._bot_restart, return_exceptions=True)
         await self._stop_bot()  # before the engine and the store: its handlers use them
+        await self.cluster.stop()
         await self.engine.stop(self.config.daemon.shutdown_grace)
         await self.reloader.aclose()
         self.events.close()

@@ -57,8 +57,9 @@ class BackupUnsupported(Conflict):
 class PostgresStore:
     """The PostgreSQL implementation of ``daemon.storage.base.Store``."""
 
-    def __init__(self, url: PostgresUrl) -> None:
+    def __init__(self, url: PostgresUrl, owner: str | None = None) -> None:
         self.url = url
+        self.owner = owner  # the daemon id its writes' NOTIFY hints carry (fnotify.daemon)
         self._pool: asyncpg.Pool[Record] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -66,7 +67,7 @@ class PostgresStore:
     async def open(self) -> None:
         """Connect (StorageUnreachable, naming ``[storage] url``, when the server cannot be reached) and
         create or upgrade the schema."""
-        pool = await connect_pool(self.url)
+        pool = await connect_pool(self.url, self.owner)
         try:
             with translate(f"[storage] url: preparing the schema in {self.url.display}"):
                 async with pool.acquire() as conn:
@@ -309,6 +310,17 @@ class PostgresStore:
             total += deleted
             if deleted < PRUNE_SLICE:
                 return total
+
+    async def get_paused(self) -> bool:
+        row = await self._one("SELECT paused FROM cluster_state")
+        return bool(row and row[0])
+
+    async def set_paused(self, paused: bool, now: datetime, by: str) -> None:
+        """Stored, then announced on ``fnotify_paused`` in the same transaction (sent at its commit)."""
+        async with self._tx() as conn:
+            await conn.execute("UPDATE cluster_state SET paused = $1, changed_by = $2, changed_at = $3",
+                               paused, by, now)
+            await conn.execute("SELECT pg_notify('fnotify_paused', $1)", f"{by} {'true' if paused else 'false'}")
 
     async def ping(self) -> None:
         """Raise StorageError unless the database answers a read; for ``/readyz``."""

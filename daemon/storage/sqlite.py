@@ -405,6 +405,15 @@ class SqliteStore:
                 break
         return total
 
+    async def get_paused(self) -> bool:
+        row = await self._one("SELECT paused FROM cluster_state WHERE id = 1")
+        return bool(row and row[0])
+
+    async def set_paused(self, paused: bool, now: datetime, by: str) -> None:
+        await self._submit(lambda conn: conn.execute(
+            "UPDATE cluster_state SET paused = ?, changed_by = ?, changed_at = ? WHERE id = 1",
+            (int(paused), by, now.timestamp())))
+
     async def ping(self) -> None:
         """Raise StorageError (or sqlite3.Error) unless the database answers a read; for ``/readyz``."""
         if self._writer is None:
