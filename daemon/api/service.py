@@ -21,7 +21,7 @@ from daemon.config import Config
 from daemon.core.engine import Engine
 from daemon.core.errors import Conflict, NotFound, ValidationError
 from daemon.core.events import EventBus
-from daemon.core.models import Channel, Notification, Outcome, Recipient, iso, utcnow
+from daemon.core.models import Channel, Notification, Outcome, Recipient, iso, iso_at, utcnow
 from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkOutcome, LinkRedemption, Store
 from daemon.protocol import LinkJSON, PausedData, StatusJSON
 
@@ -191,6 +191,11 @@ class Service:
         self.events.publish("recipient.blocked" if blocked else "recipient.unblocked", recipient.telegram_event())
         return recipient
 
+    async def first_time_update(self, update_id: int) -> bool:
+        """The bot is about to handle Telegram update ``update_id``: False if a daemon did already (a new
+        bot leader re-polls what the previous one had not confirmed)."""
+        return await self.store.first_time_update(update_id, self.clock())
+
     async def acknowledge(self, notification_id: int, chat_id: int) -> AckResult:
         """The "Got it" button, pressed in ``chat_id``: ends the notification, no further channel."""
         result = await self.store.acknowledge(notification_id, chat_id, self.clock())
@@ -213,6 +218,9 @@ class Service:
             "channels": {str(c): c in self.engine.channels for c in Channel},
             "subscribers": self.events.subscriber_count,
             "retry": dataclasses.asdict(self.engine.policy),  # the policy in force, after any SIGHUP
+            "members": [{"id": m.id, "host": m.host, "pid": m.pid, "started_at": iso_at(m.started_at),
+                         "heartbeat_at": iso_at(m.heartbeat_at), "leads": list(m.leads),
+                         "self": m.id == self.engine.owner} for m in await self.store.members()],
         }
 
     async def pause(self, params: Mapping[str, Any]) -> PausedData:

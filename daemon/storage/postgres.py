@@ -29,8 +29,9 @@ from daemon.core.models import (
     Recipient,
     Status,
 )
-from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkRedemption
+from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkRedemption, Member
 from daemon.database_url import PostgresUrl
+from daemon.storage import postgres_cluster as cluster_sql
 from daemon.storage import postgres_engine as engine_sql
 from daemon.storage import postgres_writes as sql
 from daemon.storage.postgres_rows import attempt_from_row, notification_from_row, recipient_from_row
@@ -321,6 +322,30 @@ class PostgresStore:
             await conn.execute("UPDATE cluster_state SET paused = $1, changed_by = $2, changed_at = $3",
                                paused, by, now)
             await conn.execute("SELECT pg_notify('fnotify_paused', $1)", f"{by} {'true' if paused else 'false'}")
+
+    # -- the cluster's bookkeeping (its SQL is in daemon.storage.postgres_cluster) --------------
+
+    async def heartbeat(self, owner: str, started_at: datetime, now: datetime, stale_before: datetime) -> None:
+        async with self._tx("heartbeat") as conn:
+            await cluster_sql.heartbeat(conn, owner, started_at, now, stale_before)
+
+    async def leave(self, owner: str) -> None:
+        async with self._tx("leaving the cluster") as conn:
+            await cluster_sql.leave(conn, owner)
+
+    async def members(self) -> list[Member]:
+        with translate("database read"):
+            async with self._p.acquire() as conn:
+                return await cluster_sql.members(conn, datetime.now(UTC))
+
+    async def lead(self, role: str, owner: str, now: datetime, until: datetime) -> bool:
+        with translate(f"taking or renewing the {role} lease"):
+            async with self._p.acquire() as conn:
+                return await cluster_sql.lead(conn, role, owner, now, until)
+
+    async def first_time_update(self, update_id: int, now: datetime) -> bool:
+        async with self._tx("recording a Telegram update") as conn:
+            return await cluster_sql.first_time_update(conn, update_id, now)
 
     async def ping(self) -> None:
         """Raise StorageError unless the database answers a read; for ``/readyz``."""

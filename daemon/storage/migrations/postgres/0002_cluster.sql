@@ -42,3 +42,33 @@ CREATE TABLE cluster_state (
     changed_at  timestamptz
 );
 INSERT INTO cluster_state DEFAULT VALUES;
+
+-- The daemons sharing this database, for `status`: each upserts its row every lease / 2 and deletes it
+-- at a clean stop; a row whose heartbeat is older than three leases is a daemon that died (removed by
+-- the next heartbeat of any daemon).
+CREATE TABLE cluster_members (
+    id            text        PRIMARY KEY,   -- the daemon id ("<hostname>:<pid>:<random>")
+    host          text        NOT NULL,
+    pid           integer     NOT NULL,
+    started_at    timestamptz NOT NULL,
+    heartbeat_at  timestamptz NOT NULL
+);
+
+-- Leadership by lease row (Oban's oban_peers): one row per role ('telegram-bot': the one daemon that
+-- runs getUpdates). Taking and renewing are one statement (daemon/storage/postgres_cluster.py): it writes
+-- only when the row is the caller's own or its lease ran out, so a renewal matches the owner's row only
+-- and a daemon whose lease was taken over learns it from the empty answer.
+CREATE TABLE cluster_leaders (
+    role         text        PRIMARY KEY,
+    owner        text        NOT NULL,
+    lease_until  timestamptz NOT NULL
+);
+
+-- Telegram updates already handled, by update_id: a new leader re-polls what the old one had not
+-- confirmed, and a /start or a "Got it" press must not be handled twice. Kept a day, pruned as
+-- they age (daemon/storage/postgres_cluster.py).
+CREATE TABLE telegram_updates (
+    update_id   bigint      PRIMARY KEY,
+    handled_at  timestamptz NOT NULL
+);
+CREATE INDEX telegram_updates_age ON telegram_updates (handled_at);
