@@ -173,6 +173,9 @@ class TelegramBot:
         task = asyncio.current_task()
         update_id = event.update_id if isinstance(event, Update) else 0
         self._last_update_id = max(self._last_update_id, update_id)
+        if update_id and not await self.service.first_time_update(update_id):
+            log.info("Telegram update %d was handled already (a bot leader before this one): skipped", update_id)
+            return None
         if task is not None:
             self._handling[task] = update_id
         try:

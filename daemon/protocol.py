@@ -207,6 +207,17 @@ class StatusJSON(TypedDict):
     retry: dict[str, Any]  # the retry policy in force
     storage: str  # where the data lives: the SQLite file, or the PostgreSQL URL without its password
     sms: NotRequired[SmsStatusJSON]  # SMS receipts, caps and today's budget use
+    members: list[MemberJSON]  # the daemons sharing the database (one on SQLite)
+
+
+class MemberJSON(TypedDict):
+    id: str  # the daemon id, "<hostname>:<pid>:<random>"
+    host: str
+    pid: int
+    started_at: str
+    heartbeat_at: str  # its last heartbeat (every [storage] lease / 2)
+    leads: list[str]  # roles it holds: "telegram-bot" is the daemon polling Telegram
+    self: bool  # the daemon answering
 
 
 class LinkJSON(TypedDict):

@@ -16,6 +16,7 @@ from daemon.config import load_config
 from daemon.core.errors import ConfigError
 from daemon.simulators.suite import SimulatorSuite
 from daemon.storage.postgres import PostgresStore
+from daemon.storage.schema import latest_version
 from daemon.storage.sqlite import SqliteStore
 from tests.conftest import make_config, start_daemon, stop_daemon
 from tests.daemon_process import REPO
@@ -135,7 +136,7 @@ async def test_fnotify_check_reaches_postgres_and_reads_its_schema_version_witho
     store = PostgresStore(config.storage.postgres)  # type: ignore[arg-type]
     await store.open()
     await store.close()
-    assert storage_row(await run_checks(config)).detail.endswith(", schema version 1")
+    assert storage_row(await run_checks(config)).detail.endswith(f", schema version {latest_version('postgres')}")
 
     closed = make_config(short_tmp, storage={"url": f"postgresql://fn:{SECRET}@127.0.0.1:{free_port()}/x"})
     row = storage_row(await run_checks(closed))

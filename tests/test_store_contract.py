@@ -413,3 +413,12 @@ async def test_ping_answers_while_open_and_refuses_once_closed(open_store: Opene
     await store.close()
     with pytest.raises(StorageError):
         await store.ping()
+
+
+async def test_a_pause_set_by_one_daemon_is_read_by_another(open_store: Opener) -> None:
+    a, b = await open_store(), await open_store()
+    assert await b.get_paused() is False
+    await a.set_paused(True, at(0), A)
+    assert await b.get_paused() is True
+    await b.set_paused(False, at(1), B)
+    assert await a.get_paused() is False

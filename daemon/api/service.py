@@ -30,7 +30,7 @@ from daemon.config import Config
 from daemon.core.engine import Engine
 from daemon.core.errors import Conflict, NotFound, ValidationError
 from daemon.core.events import EventBus
-from daemon.core.models import Channel, Notification, Outcome, Recipient, iso, utcnow
+from daemon.core.models import Channel, Notification, Outcome, Recipient, iso, iso_at, utcnow
 from daemon.core.sms_caps import day_start
 from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkOutcome, LinkRedemption, Store
 from daemon.protocol import LinkJSON, PausedData, SmsStatusJSON, StatusJSON
@@ -185,6 +185,11 @@ class Service:
         self.events.publish("recipient.blocked" if blocked else "recipient.unblocked", recipient.telegram_event())
         return recipient
 
+    async def first_time_update(self, update_id: int) -> bool:
+        """The bot is about to handle Telegram update ``update_id``: False if a daemon did already (a new
+        bot leader re-polls what the previous one had not confirmed)."""
+        return await self.store.first_time_update(update_id, self.clock())
+
     async def acknowledge(self, notification_id: int, chat_id: int) -> AckResult:
         """The "Got it" button, pressed in ``chat_id``: ends the notification, no further channel."""
         result = await self.store.acknowledge(notification_id, chat_id, self.clock())
@@ -208,6 +213,9 @@ class Service:
             "subscribers": self.events.subscriber_count,
             "retry": dataclasses.asdict(self.engine.policy),  # the policy in force, after any SIGHUP
             "sms": await self._sms_status(),
+            "members": [{"id": m.id, "host": m.host, "pid": m.pid, "started_at": iso_at(m.started_at),
+                         "heartbeat_at": iso_at(m.heartbeat_at), "leads": list(m.leads),
+                         "self": m.id == self.engine.owner} for m in await self.store.members()],
         }
 
     async def _sms_status(self) -> SmsStatusJSON:
@@ -220,11 +228,13 @@ class Service:
 
     async def pause(self) -> PausedData:
         """Hold delivery: sends are accepted and stored, no attempt starts until ``resume``."""
+        await self.store.set_paused(True, self.clock(), self.engine.owner)  # every daemon on the database
         self.engine.pause()
         self.events.publish("daemon.paused", {"paused": True})
         return {"paused": True}
 
     async def resume(self) -> PausedData:
+        await self.store.set_paused(False, self.clock(), self.engine.owner)
         self.engine.resume()
         self.events.publish("daemon.paused", {"paused": False})
         return {"paused": False}

@@ -145,6 +145,10 @@ def cmd_status(client: BlockingClient, args: argparse.Namespace) -> int:
         say(f"  channels enabled: {enabled}")
         if "storage" in result:
             say(f"  storage: {result['storage']}")
+        for m in result.get("members", []):  # the daemons sharing the database
+            roles = "".join(f", leads {r}" for r in m["leads"])
+            say(f"  member {m['id']}{' (this one)' if m['self'] else ''}: host {m['host']}, pid {m['pid']},"
+                f" last heartbeat {m['heartbeat_at']}{roles}")
     return 0
 
 

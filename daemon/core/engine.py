@@ -99,6 +99,10 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.paused = await self.store.get_paused()  # a pause outlives restarts, and holds cluster-wide
+        if self.paused:
+            log.warning("delivery is paused (fnotify pause): sends are stored, none is attempted until"
+                        " fnotify resume")
         recovered = await self.store.recover_interrupted(self.clock(), self.owner)
         if recovered:
             log.warning("%d attempt(s) were in flight when the daemon stopped: marked interrupted, will retry",
@@ -132,17 +136,34 @@ class Engine:
         return len(self._tasks)
 
     def pause(self) -> None:
-        """Hold delivery (maintenance, a known outage): sends are still accepted and stored.
-        In memory only: a restarted daemon delivers again."""
+        """Hold delivery (maintenance, a known outage): sends are still accepted and stored. This sets
+        this engine's flag; the service stores it (``Store.set_paused``) for the other daemons and restarts."""
         self.paused = True
 
     def resume(self) -> None:
         self.paused = False
         self.poke()
 
+    async def refresh_paused(self) -> None:
+        """Follow the stored pause flag (another daemon's ``pause``/``resume`` whose hint was lost)."""
+        paused = await self.store.get_paused()
+        if paused != self.paused:
+            log.info("delivery %s by another daemon", "paused" if paused else "resumed")
+            if paused:
+                self.pause()
+            else:
+                self.resume()
+
     def poke(self) -> None:
         """Something may be due now (a new send, a redrive, a timer)."""
         self._wake.set()
+
+    def hint_due(self, when: datetime) -> None:
+        """Another daemon says a notification is due at ``when`` (a hint: the timer is the backstop)."""
+        if when <= self.clock():
+            self.poke()
+        elif not self.paused:
+            self._arm_if_earlier(when)
 
     def replace_channels(self, channels: Mapping[Channel, ChannelAdapter]) -> set[asyncio.Task[None]]:
         """Use ``channels`` from the next attempt on (config reload); returns the attempts in
@@ -216,8 +237,13 @@ class Engine:
                                 max_instances=1, misfire_grace_time=None)
 
     async def _renew_leases(self) -> None:
-        """Every lease / 3: extend the leases of the notifications being worked on, then look for due work,
-        which includes the rows of a daemon that died once its leases have run out (the claim takes them)."""
+        """Every lease / 3: follow the stored pause flag, extend the leases of the notifications being
+        worked on, then look for due work, which includes the rows of a daemon that died once its leases
+        have run out (the claim takes them)."""
+        try:
+            await self.refresh_paused()
+        except StorageError as exc:
+            log.error("reading the pause flag failed: %s", exc)
         ids = set(self._held.values())
         if ids:
             try:

@@ -95,6 +95,11 @@ class EventBus:
                 listener(kind, data)
             except Exception:  # a metrics bug must never break the delivery that published the event
                 log.exception("an event listener failed on %s", kind)
+        self.relay(kind, data)
+
+    def relay(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Stream an event another daemon of the cluster caused to the subscribers only: the taps (this
+        daemon's metrics) count what this daemon does, or a cluster's totals would be counted twice."""
         if not self._subscribers:
             return
         # the overloads above pair each kind with its payload; this is where the pair becomes one Event

@@ -48,6 +48,24 @@ class ChannelActivity:
     durations: tuple[float, ...]  # seconds, of its newest provider calls (models.TIMED_OUTCOMES)
 
 
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A daemon sharing the database, as its heartbeat row says; ``leads``: the roles it holds."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    leads: tuple[str, ...] = ()
+
+
+BOT_ROLE = "telegram-bot"
+"""The leadership role of the daemon that runs getUpdates (one at a time, or Telegram answers 409)."""
+UPDATE_RETENTION = 86_400.0
+"""Seconds a handled update_id is remembered: Telegram keeps an unconfirmed update for 24 hours."""
+
+
 def new_owner_id() -> str:
     """A daemon id for claims, new at every start: ``<hostname>:<pid>:<random>``. The random part keeps a
     restarted daemon (same host, perhaps the same pid in a container) from passing for the one that died."""
@@ -171,6 +189,29 @@ class Store(Protocol):
     async def create_link_token(self, recipient_id: int, token: str, now: datetime, expires_at: datetime) -> None: ...
     async def redeem_link_token(self, token: str, chat_id: int, now: datetime) -> LinkRedemption: ...
     async def acknowledge(self, notification_id: int, chat_id: int, now: datetime) -> AckResult: ...
+
+    # state every daemon sharing the database obeys
+    async def get_paused(self) -> bool:
+        """Whether delivery is held (``fnotify pause`` on any daemon of the cluster)."""
+        ...
+    async def set_paused(self, paused: bool, now: datetime, by: str) -> None:
+        """Hold or resume delivery for every daemon on this database; ``by`` is the daemon id asking."""
+        ...
+
+    async def heartbeat(self, owner: str, started_at: datetime, now: datetime, stale_before: datetime) -> None:
+        """Upsert ``owner``'s member row; remove the rows of daemons silent since ``stale_before``."""
+        ...
+    async def leave(self, owner: str) -> None:
+        """A clean stop: ``owner``'s member row and every leadership it holds go."""
+        ...
+    async def members(self) -> list[Member]: ...
+    async def lead(self, role: str, owner: str, now: datetime, until: datetime) -> bool:
+        """Take ``role`` (free, or its lease ran out by ``now``) or renew it (``owner``'s own row only) until
+        ``until``; False when another daemon holds it."""
+        ...
+    async def first_time_update(self, update_id: int, now: datetime) -> bool:
+        """Record a Telegram update as handled; False if some daemon handled it already."""
+        ...
 
     # operators
     @property

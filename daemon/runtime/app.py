@@ -24,7 +24,9 @@ from daemon.core.errors import FnotifyError
 from daemon.core.events import EventBus
 from daemon.core.models import Channel, utcnow
 from daemon.core.redact import Redactor
-from daemon.core.store import new_owner_id
+from daemon.core.store import BOT_ROLE, new_owner_id
+from daemon.runtime.cluster import ClusterLink
+from daemon.runtime.leader import Leadership
 from daemon.runtime.logs import throttle_resource_errors
 from daemon.runtime.reload import Reloader, retry_policy, sms_policy
 from daemon.runtime.systemd import Notifier, format_status
@@ -54,13 +56,18 @@ class Daemon:
         self.redactor = redactor or Redactor(config.secrets())
         self.events = EventBus(clock=clock)
         self.owner = new_owner_id()  # this daemon's id in claims and leases, new at every start
-        self.store = make_store(config)  # SQLite in state_dir, or the PostgreSQL of [storage] url
+        self.store = make_store(config, self.owner)  # SQLite in state_dir, or the PostgreSQL of [storage] url
         self.channels = build_channels(config)
         self.engine = Engine(self.store, self.channels, retry_policy(config), self.events, self.redactor,
                              max_in_flight=config.daemon.max_in_flight, clock=clock, monotonic=monotonic,
                              breaker=BreakerSettings(config.breaker.threshold, config.breaker.cooldown),
                              owner=self.owner, lease=config.storage.lease, sms=sms_policy(config))
         self.service = Service(config, self.store, self.engine, self.events, clock=clock, monotonic=monotonic)
+        self.cluster = ClusterLink(self.store, self.engine, self.events)  # PostgreSQL: the other daemons' hints
+        # heartbeats for `status`, and the one daemon of a cluster that polls Telegram (getUpdates)
+        self.leadership = Leadership(self.store, self.owner, BOT_ROLE, config.storage.lease,
+                                     on_elected=self._start_bot, on_deposed=self._stop_polling,
+                                     clock=clock, monotonic=monotonic)
         self.server = SocketServer(self.service, config.daemon.socket_path,
                                    max_connections=config.daemon.max_connections,
                                    idle_timeout=config.daemon.idle_timeout, allowed_uids=config.daemon.allowed_uids,
@@ -97,7 +104,8 @@ class Daemon:
         await self.store.open()
         try:
             await self.engine.start()
-            await self._start_bot()
+            await self.cluster.start()
+            await self.leadership.start()  # the bot starts now if this daemon leads (or uses a webhook)
             await self.server.start(self._listen_socket)
             listening: list[HttpServer | MetricsServer] = []
             try:
@@ -111,6 +119,8 @@ class Daemon:
                 await self.server.stop()
                 raise
         except BaseException:
+            await self.leadership.stop()
+            await self.cluster.stop()
             await self.engine.stop(0)  # the dispatcher must not outlive the store it reads
             await self._close_resources()
             raise
@@ -153,6 +163,8 @@ class Daemon:
         if self._bot_restart is not None:
             await asyncio.gather(self._bot_restart, return_exceptions=True)
         await self._stop_bot()  # before the engine and the store: its handlers use them
+        await self.leadership.stop()  # after the bot confirmed its offset: then another daemon may poll
+        await self.cluster.stop()
         await self.engine.stop(self.config.daemon.shutdown_grace)
         await self.reloader.aclose()
         self.events.close()
@@ -209,9 +221,12 @@ class Daemon:
     # -- the Telegram bot -------------------------------------------------------------------------
 
     async def _start_bot(self, resume_offset: int = 0) -> None:
-        """Opt-in links, /stop and /resume, the ack button: the bot runs whenever Telegram is enabled."""
+        """Opt-in links, /stop and /resume, the ack button: the bot runs whenever Telegram is enabled, by
+        long polling on the one daemon that leads the cluster's bot, by webhook on every daemon."""
         adapter = self.channels.get(Channel.TELEGRAM)
-        if adapter is None:
+        if adapter is None or self.bot is not None:
+            return
+        if self.config.telegram.mode == "polling" and not self.leadership.leading:
             return
         from bot import TelegramBot  # aiogram's dispatcher is loaded only when Telegram is on
         from daemon.channels.telegram import TelegramChannel
@@ -228,6 +243,11 @@ class Daemon:
         bot, self.bot = self.bot, None
         self.service.links = None
         return await bot.stop(confirm=confirm) if bot is not None else 0
+
+    async def _stop_polling(self) -> None:
+        """Deposed: stop getUpdates at once, without the confirming call (another daemon may be polling)."""
+        if self.config.telegram.mode == "polling":
+            await self._stop_bot(confirm=False)
 
     def _follow_telegram_reload(self) -> None:
         """A reload that touched [telegram] rebuilt its adapter (a new Bot): move the bot onto it."""

@@ -84,6 +84,7 @@ class TelegramSimulator:
         self._users: dict[int, tuple[str, str | None]] = {}
         self._allowed = DEFAULT_UPDATE_TYPES
         self._polls = 0  # generation of the newest getUpdates: it terminates older ones, as Telegram does
+        self.poll_conflicts = 0  # 409s answered to a poller still connected: two bot instances polling at once
         self._changed = asyncio.Event()
         self._closing = False
         self._runner: web.AppRunner | None = None
@@ -221,6 +222,9 @@ class TelegramSimulator:
                 await self._apply_fault(request, params.chat_id())
             result = await handler(params)
         except TelegramApiError as exc:
+            if exc.code == 409 and "other getUpdates" in exc.description and request.transport is not None \
+                    and not request.transport.is_closing():
+                self.poll_conflicts += 1  # a poll cut off by a dead or stopped poller's successor is no conflict
             return exc.response()
         return web.json_response({"ok": True, "result": result})
 

@@ -9,11 +9,12 @@ from daemon.storage.sqlite import SqliteStore
 __all__ = ["make_store"]
 
 
-def make_store(config: Config) -> Store:
-    """SQLite in ``[daemon] state_dir`` unless ``[storage] url`` names a PostgreSQL database. Not opened yet."""
+def make_store(config: Config, owner: str | None = None) -> Store:
+    """SQLite in ``[daemon] state_dir`` unless ``[storage] url`` names a PostgreSQL database. Not opened yet.
+    ``owner`` is the daemon's id: PostgreSQL's change hints name it, so the daemon can skip its own."""
     postgres = config.storage.postgres
     if postgres is None:
         return SqliteStore(config.daemon.database)
     from daemon.storage.postgres import PostgresStore  # asyncpg is imported only when it is used
 
-    return PostgresStore(postgres)
+    return PostgresStore(postgres, owner)

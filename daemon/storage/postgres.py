@@ -29,8 +29,9 @@ from daemon.core.models import (
     Recipient,
     Status,
 )
-from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkRedemption
+from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkRedemption, Member
 from daemon.database_url import PostgresUrl
+from daemon.storage import postgres_cluster as cluster_sql
 from daemon.storage import postgres_engine as engine_sql
 from daemon.storage import postgres_writes as sql
 from daemon.storage.postgres_rows import attempt_from_row, notification_from_row, recipient_from_row
@@ -58,8 +59,9 @@ class BackupUnsupported(Conflict):
 class PostgresStore(PostgresSmsLedger):
     """The PostgreSQL implementation of ``daemon.storage.base.Store``."""
 
-    def __init__(self, url: PostgresUrl) -> None:
+    def __init__(self, url: PostgresUrl, owner: str | None = None) -> None:
         self.url = url
+        self.owner = owner  # the daemon id its writes' NOTIFY hints carry (fnotify.daemon)
         self._pool: asyncpg.Pool[Record] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -67,7 +69,7 @@ class PostgresStore(PostgresSmsLedger):
     async def open(self) -> None:
         """Connect (StorageUnreachable, naming ``[storage] url``, when the server cannot be reached) and
         create or upgrade the schema."""
-        pool = await connect_pool(self.url)
+        pool = await connect_pool(self.url, self.owner)
         try:
             with translate(f"[storage] url: preparing the schema in {self.url.display}"):
                 async with pool.acquire() as conn:
@@ -310,6 +312,41 @@ class PostgresStore(PostgresSmsLedger):
             total += deleted
             if deleted < PRUNE_SLICE:
                 return total
+
+    async def get_paused(self) -> bool:
+        row = await self._one("SELECT paused FROM cluster_state")
+        return bool(row and row[0])
+
+    async def set_paused(self, paused: bool, now: datetime, by: str) -> None:
+        """Stored, then announced on ``fnotify_paused`` in the same transaction (sent at its commit)."""
+        async with self._tx() as conn:
+            await conn.execute("UPDATE cluster_state SET paused = $1, changed_by = $2, changed_at = $3",
+                               paused, by, now)
+            await conn.execute("SELECT pg_notify('fnotify_paused', $1)", f"{by} {'true' if paused else 'false'}")
+
+    # -- the cluster's bookkeeping (its SQL is in daemon.storage.postgres_cluster) --------------
+
+    async def heartbeat(self, owner: str, started_at: datetime, now: datetime, stale_before: datetime) -> None:
+        async with self._tx("heartbeat") as conn:
+            await cluster_sql.heartbeat(conn, owner, started_at, now, stale_before)
+
+    async def leave(self, owner: str) -> None:
+        async with self._tx("leaving the cluster") as conn:
+            await cluster_sql.leave(conn, owner)
+
+    async def members(self) -> list[Member]:
+        with translate("database read"):
+            async with self._p.acquire() as conn:
+                return await cluster_sql.members(conn, datetime.now(UTC))
+
+    async def lead(self, role: str, owner: str, now: datetime, until: datetime) -> bool:
+        with translate(f"taking or renewing the {role} lease"):
+            async with self._p.acquire() as conn:
+                return await cluster_sql.lead(conn, role, owner, now, until)
+
+    async def first_time_update(self, update_id: int, now: datetime) -> bool:
+        async with self._tx("recording a Telegram update") as conn:
+            return await cluster_sql.first_time_update(conn, update_id, now)
 
     async def ping(self) -> None:
         """Raise StorageError unless the database answers a read; for ``/readyz``."""

@@ -51,13 +51,22 @@ def translate(what: str = "database operation") -> Iterator[None]:
         raise StorageError(f"{what} failed: {describe(exc)}") from None
 
 
-async def connect_pool(url: PostgresUrl) -> asyncpg.Pool[asyncpg.Record]:
+def server_settings(owner: str | None, role: str = "failover-notify") -> dict[str, str]:
+    """Session settings of our connections: ``fnotify.daemon`` names the daemon in the NOTIFY hints its
+    writes send (migrations/postgres/0003_cluster.sql), so that it can ignore its own."""
+    settings = {"application_name": role}
+    if owner is not None:
+        settings["fnotify.daemon"] = owner
+    return settings
+
+
+async def connect_pool(url: PostgresUrl, owner: str | None = None) -> asyncpg.Pool[asyncpg.Record]:
     """A pool on ``url``; StorageUnreachable (naming ``[storage] url``, never the password) when the
     server refuses or does not answer."""
     try:
         pool = await asyncpg.create_pool(
             url.dsn, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT,
-            server_settings={"application_name": "failover-notify"},
+            server_settings=server_settings(owner),
         )
     except (*DRIVER_ERRORS, ValueError) as exc:
         raise StorageUnreachable(

@@ -33,10 +33,12 @@ from daemon.core.store import (
     ChannelActivity,
     LinkOutcome,
     LinkRedemption,
+    Member,
 )
 from daemon.storage import (
     sqlite_bot,
     sqlite_claims,
+    sqlite_cluster,
     sqlite_health,
     sqlite_maintenance,
     sqlite_notifications,
@@ -409,6 +411,35 @@ class SqliteStore(SqliteSmsLedger):
             if deleted < sqlite_maintenance.PRUNE_SLICE:
                 break
         return total
+
+    async def get_paused(self) -> bool:
+        row = await self._one("SELECT paused FROM cluster_state WHERE id = 1")
+        return bool(row and row[0])
+
+    async def set_paused(self, paused: bool, now: datetime, by: str) -> None:
+        await self._submit(lambda conn: conn.execute(
+            "UPDATE cluster_state SET paused = ?, changed_by = ?, changed_at = ? WHERE id = 1",
+            (int(paused), by, now.timestamp())))
+
+    # -- the cluster's bookkeeping (its SQL is in daemon.storage.sqlite_cluster) ----------------
+
+    async def heartbeat(self, owner: str, started_at: datetime, now: datetime, stale_before: datetime) -> None:
+        await self._submit(lambda conn: sqlite_cluster.heartbeat(conn, owner, started_at, now, stale_before))
+
+    async def leave(self, owner: str) -> None:
+        await self._submit(lambda conn: sqlite_cluster.leave(conn, owner))
+
+    async def members(self) -> list[Member]:
+        now = datetime.now(UTC).timestamp()
+        leaders = await self._all("SELECT role, owner FROM cluster_leaders WHERE lease_until > ?", (now,))
+        rows = await self._all("SELECT * FROM cluster_members ORDER BY started_at, id")
+        return sqlite_cluster.members(leaders, rows)
+
+    async def lead(self, role: str, owner: str, now: datetime, until: datetime) -> bool:
+        return bool(await self._submit(lambda conn: sqlite_cluster.lead(conn, role, owner, now, until)))
+
+    async def first_time_update(self, update_id: int, now: datetime) -> bool:
+        return bool(await self._submit(lambda conn: sqlite_cluster.first_time_update(conn, update_id, now)))
 
     async def ping(self) -> None:
         """Raise StorageError (or sqlite3.Error) unless the database answers a read; for ``/readyz``."""
