@@ -2,10 +2,7 @@
 
 ``bot.runner.TelegramBot`` runs an aiogram dispatcher on the daemon's loop; handlers call into
 ``daemon.api.service`` (the import contracts forbid the store, the engine and the runtime).
-Importing this package imports aiogram: the daemon does so only when
-``[telegram] enabled = true``.
+Importing ``bot.runner`` imports aiogram (seconds, ~130 MB): the daemon does so only when
+``[telegram] enabled = true``, after it is ready, in the background. This package itself, and
+``bot.links``, import no aiogram.
 """
-
-from bot.runner import TelegramBot
-
-__all__ = ["TelegramBot"]

@@ -1,12 +1,12 @@
 """Bot replies share the Telegram adapter's pacing, so a chat that types fast cannot make us flood.
 
 Telegram allows about one message a second per chat and thirty a second per bot, counting every
-message the bot sends: notifications and replies alike. The adapter paces its sends through its
-``Pacer`` (``daemon.ratelimit``) before each one; ``ReplyPacing`` is a request middleware on the
-shared Bot's session that charges the same Pacer for the messages a *bot handler* sends (replies,
-apologies, edits), so both draw on one per-chat and one per-bot budget. Requests made outside a
-handler (the adapter's own sends, already paced by ``wait_turn``; getUpdates; setMyCommands) pass
-straight through: the runner marks handler context with ``handling_update()``.
+message the bot sends: notifications and replies alike. The adapter paces its sends (over its own
+HTTP client, without aiogram) through its ``Pacer`` (``daemon.core.ratelimit``) before each one;
+``ReplyPacing`` is a request middleware on the bot's aiogram session that charges the same Pacer
+for the messages a *bot handler* sends (replies, apologies, edits), so both draw on one per-chat
+and one per-bot budget. Requests made outside a handler (getUpdates, setMyCommands) pass straight
+through: the runner marks handler context with ``handling_update()``.
 
 A 429 that comes anyway blocks that chat in the Pacer for its ``retry_after`` (notifications wait
 too) and the reply is sent once more after the wait.

@@ -1,6 +1,9 @@
 """The in-daemon Telegram bot: one aiogram ``Dispatcher`` on the daemon's event loop.
 
-It shares the Telegram channel's ``Bot`` (and so its HTTP session) and the daemon's ``Service``.
+It has its own aiogram ``Bot`` (and HTTP session): the Telegram channel sends notifications without
+aiogram, and the daemon starts this bot only once it is ready, importing aiogram in the background
+(``daemon.runtime.telegram_bot``), so aiogram's cost is the bot's alone. Its replies are charged to
+the channel's ``Pacer`` (``bot.pacing``): one per-chat and one per-bot budget for both.
 Updates come by long polling (``[telegram] mode = "polling"``, the default: no inbound port) or by
 a webhook (``mode = "webhook"``: an aiohttp server on ``webhook_listen`` that refuses any request
 without the ``X-Telegram-Bot-Api-Secret-Token`` header equal to ``webhook_secret``).
@@ -16,11 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiogram import Dispatcher
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    GetMe,
+    GetUpdates,
+    SendMessage,
+)
+from aiogram.methods.base import Response
 from aiogram.types import BotCommand, TelegramObject, Update
 from aiogram.utils.backoff import BackoffConfig
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
@@ -28,15 +44,22 @@ from aiohttp import web
 
 from bot import texts
 from bot.handlers import build_router, on_error
-from bot.links import LinkIssuer
 from bot.pacing import ReplyPacing, handling_update
 from daemon.api.http_guard import Listener, ListenerLimits
 from daemon.api.service import Service
 from daemon.channels.telegram import TelegramChannel
 from daemon.config import TelegramConfig, split_listen
-from daemon.core.errors import ChannelError, ConfigError
+from daemon.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+# aiogram parametrises Response[...] for every API answer, and pydantic caches parametrised models
+# only weakly: with no strong reference the class is rebuilt (schema and all) on each call. Holding
+# the ones the bot uses keeps them cached (py-spy: ~10 % of the CPU at 600 messages/s).
+_RESPONSE_TYPES = tuple(
+    Response[method.__returning__]  # type: ignore[name-defined]
+    for method in (SendMessage, GetMe, GetUpdates, EditMessageText, EditMessageReplyMarkup, AnswerCallbackQuery)
+)
 
 POLL_TIMEOUT = 25
 """Seconds one getUpdates long poll waits on Telegram's side (stop() cancels it at once)."""
@@ -49,8 +72,15 @@ HANDLER_GRACE = 2.0
 CONFIRM_TIMEOUT = 2.0
 
 
+def make_bot(config: TelegramConfig) -> Bot:
+    """An aiogram Bot on ``[telegram] api_base`` with no default parse_mode (replies go out as written)."""
+    token = config.token.get_secret_value() if config.token is not None else ""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(config.api_base), timeout=config.timeout)
+    return Bot(token, session=session, default=DefaultBotProperties(parse_mode=None))
+
+
 class TelegramBot:
-    """Start with ``start()``, stop with ``stop()``; ``links`` makes opt-in links for the service."""
+    """Start with ``start()``, stop with ``stop()`` (which closes its Bot's session)."""
 
     def __init__(self, config: TelegramConfig, channel: TelegramChannel, service: Service, *,
                  resume_offset: int = 0, limits: ListenerLimits | None = None) -> None:
@@ -58,35 +88,33 @@ class TelegramBot:
         self.limits = limits or ListenerLimits()
         """Connection cap and header / body deadlines of the webhook listener (``[http]`` keys)."""
         self.channel = channel
-        self.bot = channel.bot
+        self.bot = make_bot(config)
         self.service = service
         self.dispatcher = Dispatcher(disable_fsm=True, service=service)  # handlers get ``service``
         self.dispatcher.include_router(build_router())
         self.dispatcher.errors.register(on_error)
         self.dispatcher.update.outer_middleware(self._track)
-        self.links = LinkIssuer(service.save_link_token, config.link_ttl, self.username, service.clock)
         self.ready = asyncio.Event()
         """Set once getMe, setMyCommands and the polling / webhook set-up went through."""
         self.webhook_address: tuple[str, int] | None = None
-        self._username: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._polling = False
         self._webhook: Listener | None = None
         self._handling: dict[asyncio.Task[Any], int] = {}  # handler task -> its update_id
         self._last_update_id = 0
         self._resume_offset = resume_offset  # updates a previous instance handled (same bot)
-        self._pacing = ReplyPacing(channel.pacer)  # replies share the adapter's per-chat budget
+        self.bot.session.middleware(ReplyPacing(channel.pacer))  # replies share the adapter's budget
 
     @property
     def mode(self) -> str:
         return self.config.mode
 
-    async def start(self) -> None:
-        """Begin; returns at once (Telegram may be unreachable). Webhook mode listens first: a port
-        that cannot be bound is a ConfigError, as for any server of the daemon."""
+    async def start(self, webhook_socket: socket.socket | None = None) -> None:
+        """Begin; returns at once (Telegram may be unreachable). Webhook mode listens first, on
+        ``webhook_socket`` when the daemon bound it already: a port that cannot be bound is a
+        ConfigError, as for any server of the daemon."""
         if self.mode == "webhook":
-            await self._listen_webhook()
-        self.bot.session.middleware(self._pacing)
+            await self._listen_webhook(webhook_socket)
         self._task = asyncio.create_task(self._run(), name="telegram-bot")
 
     @property
@@ -99,6 +127,7 @@ class TelegramBot:
         what was handled; returns that offset (0: nothing to confirm)."""
         task, self._task = self._task, None
         if task is None:
+            await self.bot.session.close()
             return 0
         if self._polling:
             await self.dispatcher.stop_polling()  # cancels the long poll; start_polling returns
@@ -113,18 +142,9 @@ class TelegramBot:
         if self._polling and confirm:
             await self._confirm(offset)
         self._polling = False
-        self.bot.session.middleware.unregister(self._pacing)  # the session outlives this bot (reload)
+        await self.bot.session.close()
         log.info("Telegram bot stopped")
         return offset
-
-    async def username(self) -> str:
-        """The bot's username, from getMe once, then cached."""
-        if self._username is None:
-            try:
-                self._username = (await self.channel.check()).lstrip("@")
-            except ChannelError as exc:
-                raise ChannelError(f"cannot learn the bot's username from Telegram (getMe): {exc}") from exc
-        return self._username
 
     # -- running -----------------------------------------------------------------------------
 
@@ -150,7 +170,7 @@ class TelegramBot:
                 delay = min(delay * 2, SETUP_RETRY[1])
 
     async def _set_up(self) -> None:
-        username = await self.username()
+        username = await self.channel.username()
         await self.bot.set_my_commands([BotCommand(command=c, description=d) for c, d in texts.COMMANDS])
         allowed = self.dispatcher.resolve_used_update_types()
         if self.mode == "webhook":
@@ -211,9 +231,9 @@ class TelegramBot:
 
     # -- webhook -----------------------------------------------------------------------------
 
-    async def _listen_webhook(self) -> None:
+    async def _listen_webhook(self, sock: socket.socket | None) -> None:
         secret = self.config.webhook_secret
-        # the adapter owns the Bot's session: this handler must not close it (so no register())
+        # stop() closes the Bot's session, after the last handler: not this handler (so no register())
         handler = SimpleRequestHandler(self.dispatcher, self.bot,
                                        secret_token=secret.get_secret_value() if secret else None)
         app = web.Application()
@@ -221,7 +241,7 @@ class TelegramBot:
         host, port = split_listen(self.config.webhook_listen)
         listener = Listener(app, host, port, self.limits, name="Telegram webhook", shutdown_timeout=1.0)
         try:
-            await listener.start()
+            await listener.start(sock)
         except OSError as exc:
             raise ConfigError(f"[telegram] webhook_listen = {self.config.webhook_listen!r}: cannot listen: "
                               f"{exc.strerror or exc}") from None

@@ -30,8 +30,9 @@ async def start(short_tmp: Path, suite: SimulatorSuite, **telegram: Any) -> Runn
     sections = suite.config_sections()
     sections["telegram"].update(telegram)
     running = await start_daemon(make_config(short_tmp, **sections))
-    assert running.daemon.bot is not None
-    await asyncio.wait_for(running.daemon.bot.ready.wait(), 5)
+    bot = await asyncio.wait_for(running.daemon.wait_bot(), 10)  # it comes up after READY
+    assert bot is not None
+    await asyncio.wait_for(bot.ready.wait(), 5)
     return running
 
 
@@ -341,10 +342,11 @@ async def test_the_bot_waits_out_telegram_outages_and_the_daemon_serves_meanwhil
         ann = await add(daemon, "Ann")
         with pytest.raises(RemoteError, match=r"cannot learn the bot's username from Telegram \(getMe\)"):
             await daemon.call("recipient.link", id=ann)
-        assert daemon.daemon.bot is not None and not daemon.daemon.bot.ready.is_set()
+        bot = await asyncio.wait_for(daemon.daemon.wait_bot(), 10)
+        assert bot is not None and not bot.ready.is_set()
 
         await suite.telegram.start("127.0.0.1", port)
-        await asyncio.wait_for(daemon.daemon.bot.ready.wait(), 5)
+        await asyncio.wait_for(bot.ready.wait(), 5)
         token = (await daemon.call("recipient.link", id=ann))["token"]
         assert "Linked" in await say(suite, ANN_CHAT, f"/start {token}")
 
@@ -405,17 +407,16 @@ async def test_a_reload_that_changes_telegram_settings_moves_the_bot_onto_the_ne
     path = write_config(short_tmp / "fnotify.toml", short_tmp, sections)
     daemon = await start_daemon(load_config(path))
     try:
-        first = daemon.daemon.bot
+        first = await asyncio.wait_for(daemon.daemon.wait_bot(), 10)
         assert first is not None
         await asyncio.wait_for(first.ready.wait(), 5)
         ann = await linked(daemon, suite, "Ann", ANN_CHAT)
         sections["telegram"]["link_ttl"] = 60
         write_config(path, short_tmp, sections)
         daemon.daemon.reload()
-        assert daemon.daemon._bot_restart is not None
-        await daemon.daemon._bot_restart
-        second = daemon.daemon.bot
-        assert second is not None and second is not first and second.links.ttl == 60
+        second = await asyncio.wait_for(daemon.daemon.wait_bot(), 10)
+        links = daemon.daemon.service.links
+        assert second is not None and second is not first and links is not None and links.ttl == 60
         await asyncio.wait_for(second.ready.wait(), 5)
         assert "Telegram: on" in await say(suite, ANN_CHAT, "/status")
         assert sum("Linked" in text for text in chat_texts(suite, ANN_CHAT)) == 1  # nothing replayed

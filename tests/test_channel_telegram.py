@@ -10,10 +10,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramConflictError
 from aiohttp import web
 from pydantic import SecretStr
 
+from bot.runner import make_bot
 from daemon.channels.telegram import TelegramChannel, scrub_token
 from daemon.config import TelegramConfig
 from daemon.core.channel import OutgoingMessage
@@ -52,6 +54,14 @@ async def make_channel(sim: TelegramSimulator) -> AsyncIterator[MakeChannel]:
 @pytest.fixture
 def channel(make_channel: MakeChannel) -> TelegramChannel:
     return make_channel()
+
+
+@pytest.fixture
+async def bot(sim: TelegramSimulator) -> AsyncIterator[Bot]:
+    """The in-daemon bot's own aiogram Bot on the simulator (the channel sends without aiogram)."""
+    made = make_bot(TelegramConfig(enabled=True, token=SecretStr(TOKEN), api_base=str(sim.base_url), timeout=5.0))
+    yield made
+    await made.session.close()
 
 
 def message(text: str = "Disk 91% full on db-1", *, chat_id: int | None = CHAT, ack: bool = False,
@@ -101,13 +111,13 @@ async def test_check_returns_the_bot_username(channel: TelegramChannel) -> None:
     assert await channel.check() == "@fnotify_test_bot"
 
 
-async def test_the_bot_talks_to_the_configured_api_with_no_default_parse_mode(
-    channel: TelegramChannel, sim: TelegramSimulator
+async def test_the_bots_own_aiogram_bot_talks_to_the_configured_api_with_no_default_parse_mode(
+    channel: TelegramChannel, bot: Bot, sim: TelegramSimulator
 ) -> None:
     assert channel.name is Channel.TELEGRAM
-    assert channel.bot.default.parse_mode is None
-    assert channel.bot.session.api.api_url(TOKEN, "getMe") == f"{sim.base_url}/bot{TOKEN}/getMe"
-    assert channel.bot.session.timeout == 5.0
+    assert bot.default.parse_mode is None
+    assert bot.session.api.api_url(TOKEN, "getMe") == f"{sim.base_url}/bot{TOKEN}/getMe"
+    assert bot.session.timeout == 5.0
 
 
 # --- error mapping -------------------------------------------------------------------------
@@ -272,10 +282,10 @@ async def test_sending_without_a_chat_fails_permanently(channel: TelegramChannel
 
 
 async def test_an_update_pushed_during_a_long_poll_is_returned_at_once(
-    channel: TelegramChannel, sim: TelegramSimulator
+    bot: Bot, sim: TelegramSimulator
 ) -> None:
     started = time.monotonic()
-    poll = asyncio.create_task(channel.bot.get_updates(timeout=10))
+    poll = asyncio.create_task(bot.get_updates(timeout=10))
     await asyncio.sleep(0.1)
     assert not poll.done()
     sim.user_sends(CHAT, "/start LINK-TOKEN", first_name="Maria", username="maria")
@@ -289,28 +299,28 @@ async def test_an_update_pushed_during_a_long_poll_is_returned_at_once(
 
 
 async def test_an_offset_acknowledges_earlier_updates(
-    channel: TelegramChannel, sim: TelegramSimulator
+    bot: Bot, sim: TelegramSimulator
 ) -> None:
     sim.user_sends(CHAT, "one")
     sim.user_sends(CHAT, "two")
-    updates = await channel.bot.get_updates(timeout=0)
+    updates = await bot.get_updates(timeout=0)
     assert [u.message.text for u in updates if u.message] == ["one", "two"]
     assert updates[0].update_id < updates[1].update_id
-    assert len(await channel.bot.get_updates(offset=updates[0].update_id + 1)) == 1
-    assert await channel.bot.get_updates(offset=updates[1].update_id + 1) == []
+    assert len(await bot.get_updates(offset=updates[0].update_id + 1)) == 1
+    assert await bot.get_updates(offset=updates[1].update_id + 1) == []
     assert sim.pending_updates == []
 
 
-async def test_a_long_poll_with_nothing_to_say_waits_out_its_timeout(channel: TelegramChannel) -> None:
+async def test_a_long_poll_with_nothing_to_say_waits_out_its_timeout(bot: Bot) -> None:
     started = time.monotonic()
-    assert await channel.bot.get_updates(timeout=1) == []
+    assert await bot.get_updates(timeout=1) == []
     assert time.monotonic() - started >= 0.9
 
 
 async def test_stopping_the_simulator_answers_a_pending_long_poll(
-    channel: TelegramChannel, sim: TelegramSimulator
+    bot: Bot, sim: TelegramSimulator
 ) -> None:
-    poll = asyncio.create_task(channel.bot.get_updates(timeout=30))
+    poll = asyncio.create_task(bot.get_updates(timeout=30))
     await asyncio.sleep(0.1)
     started = time.monotonic()
     await sim.stop()
@@ -319,46 +329,46 @@ async def test_stopping_the_simulator_answers_a_pending_long_poll(
 
 
 async def test_get_updates_honours_limit_and_allowed_updates(
-    channel: TelegramChannel, sim: TelegramSimulator
+    bot: Bot, sim: TelegramSimulator
 ) -> None:
     for text in ("a", "b", "c"):
         sim.user_sends(CHAT, text)
-    assert len(await channel.bot.get_updates(limit=2)) == 2
+    assert len(await bot.get_updates(limit=2)) == 2
     sim.member_status(CHAT, "kicked")
-    updates = await channel.bot.get_updates(allowed_updates=["my_chat_member"])
+    updates = await bot.get_updates(allowed_updates=["my_chat_member"])
     assert [u.my_chat_member is not None for u in updates] == [True]
 
 
-async def test_a_newer_long_poll_terminates_the_older_one(channel: TelegramChannel) -> None:
-    older = asyncio.create_task(channel.bot.get_updates(timeout=10))
+async def test_a_newer_long_poll_terminates_the_older_one(bot: Bot) -> None:
+    older = asyncio.create_task(bot.get_updates(timeout=10))
     await asyncio.sleep(0.1)
-    newer = asyncio.create_task(channel.bot.get_updates(timeout=0))
+    newer = asyncio.create_task(bot.get_updates(timeout=0))
     with pytest.raises(TelegramConflictError, match="terminated by other getUpdates"):
         await asyncio.wait_for(older, 5)
     assert await newer == []
 
 
 async def test_pressing_the_ack_button_reaches_the_bot_as_a_callback_query(
-    channel: TelegramChannel, sim: TelegramSimulator
+    channel: TelegramChannel, bot: Bot, sim: TelegramSimulator
 ) -> None:
     message_id = await channel.send(message(ack=True, notification_id=9))
     assert message_id is not None
     sim.press_button(CHAT, int(message_id), "ack:9")
-    [update] = await channel.bot.get_updates()
+    [update] = await bot.get_updates()
     query = update.callback_query
     assert query is not None and query.data == "ack:9" and query.from_user.id == CHAT
     assert query.message is not None and query.message.message_id == int(message_id)
-    assert await channel.bot.answer_callback_query(query.id, text="Acknowledged")
+    assert await bot.answer_callback_query(query.id, text="Acknowledged")
     assert sim.callback_answers[-1]["text"] == "Acknowledged"
     with pytest.raises(TelegramBadRequest, match="query ID is invalid"):
-        await channel.bot.answer_callback_query(query.id)  # a query is answered once
+        await bot.answer_callback_query(query.id)  # a query is answered once
 
 
 async def test_a_kicked_bot_sees_the_member_update_and_then_403s(
-    channel: TelegramChannel, sim: TelegramSimulator
+    channel: TelegramChannel, bot: Bot, sim: TelegramSimulator
 ) -> None:
     sim.member_status(CHAT, "kicked")
-    [update] = await channel.bot.get_updates()
+    [update] = await bot.get_updates()
     assert update.my_chat_member is not None
     assert update.my_chat_member.new_chat_member.status == "kicked"
     with pytest.raises(PermanentError) as caught:
@@ -369,21 +379,20 @@ async def test_a_kicked_bot_sees_the_member_update_and_then_403s(
 
 
 async def test_editing_a_message_replaces_its_text_and_buttons(
-    channel: TelegramChannel, sim: TelegramSimulator
+    channel: TelegramChannel, bot: Bot, sim: TelegramSimulator
 ) -> None:
     message_id = int(await channel.send(message(ack=True)) or 0)
-    edited = await channel.bot.edit_message_text(text="Acknowledged ✅", chat_id=CHAT, message_id=message_id)
+    edited = await bot.edit_message_text(text="Acknowledged ✅", chat_id=CHAT, message_id=message_id)
     assert not isinstance(edited, bool) and edited.edit_date is not None
     [sent] = sim.messages_to(CHAT)
     assert (sent.text, sent.reply_markup) == ("Acknowledged ✅", None)
     with pytest.raises(TelegramBadRequest, match="message is not modified"):
-        await channel.bot.edit_message_text(text="Acknowledged ✅", chat_id=CHAT, message_id=message_id)
+        await bot.edit_message_text(text="Acknowledged ✅", chat_id=CHAT, message_id=message_id)
 
 
-async def test_commands_and_webhook_round_trip(channel: TelegramChannel) -> None:
+async def test_commands_and_webhook_round_trip(bot: Bot) -> None:
     from aiogram.types import BotCommand
 
-    bot = channel.bot
     assert await bot.set_my_commands([BotCommand(command="start", description="link this chat")])
     assert [c.command for c in await bot.get_my_commands()] == ["start"]
     assert await bot.delete_my_commands()

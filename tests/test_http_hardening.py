@@ -178,7 +178,7 @@ async def test_the_telegram_webhook_listener_is_guarded_too(short_tmp: Path, sui
     running = await start_daemon(make_config(short_tmp, **sections,
                                              http={"max_connections": 2, "header_timeout": 0.5}))
     try:
-        bot = running.daemon.bot
+        bot = await asyncio.wait_for(running.daemon.wait_bot(), 10)
         assert bot is not None and bot.webhook_address is not None
         host, port = bot.webhook_address
         first = await asyncio.open_connection(host, port)

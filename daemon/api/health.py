@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from daemon.core.engine import Engine
     from daemon.core.store import Store
 
@@ -77,6 +77,8 @@ PROBES = frozenset({"/healthz", "/readyz"})
 
 async def probe(path: str, store: Store, engine: Engine) -> web.Response:
     """The answer to ``/healthz`` or ``/readyz`` (``path`` must be one of PROBES)."""
+    from aiohttp import web  # only the HTTP listeners probe: the daemon imports aiohttp only with them
+
     if path == "/healthz":
         return web.json_response({"alive": True})
     ready = await readiness(store, engine)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -67,14 +68,18 @@ class Listener:
                                      keepalive_timeout=limits.header_timeout,
                                      logger=_RequestErrorLog(name, self._throttle))
 
-    async def start(self) -> None:
-        """Listen; an ``OSError`` (address in use, say) leaves nothing behind."""
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen (on ``sock`` when given: bound earlier, it takes the place of host and port); an
+        ``OSError`` (address in use, say) leaves nothing behind."""
         await self._runner.setup()
         assert self._runner.server is not None
         self._guard = _Guard(self._runner.server, self.limits, self.name, self._throttle)
+        loop = asyncio.get_running_loop()
         try:
-            self._server = await asyncio.get_running_loop().create_server(self._guard, self._host, self._port,
-                                                                          backlog=128)
+            if sock is not None:
+                self._server = await loop.create_server(self._guard, sock=sock, backlog=128)
+            else:
+                self._server = await loop.create_server(self._guard, self._host, self._port, backlog=128)
         except OSError:
             self._guard = None
             await self._runner.cleanup()

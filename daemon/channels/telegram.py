@@ -1,90 +1,36 @@
-"""The Telegram channel: one aiogram ``Bot`` sends plain-text messages, with an optional ack button.
+"""The Telegram channel: plain-text messages through the Bot API, with an optional ack button.
 
-This is the only module that maps aiogram's errors (the in-daemon bot reuses ``.bot`` but not the
-mapping)::
-
-    TelegramRetryAfter (429)                      TransientError(retry_after=...)
-    TelegramForbiddenError (403)                  PermanentError, blocked=True when the user blocked
-                                                  the bot, kicked it or was deactivated
-    TelegramBadRequest (400), TelegramNotFound    PermanentError (chat not found, text too long...;
-    (404), TelegramMigrateToChat,                 a 404 means api_base is wrong: retrying cannot help)
-    TelegramEntityTooLarge (413)
-    TelegramUnauthorizedError (401)               PermanentError: the token was rejected
-    TelegramServerError (5xx), TelegramNetworkError,
-    any other TelegramAPIError, an unreadable
-    answer, timeouts, aiohttp and OS errors       TransientError
+Sends go over the daemon's own httpx client (``daemon.channels.botapi``, where Telegram's answers
+are mapped onto TransientError / PermanentError), not through aiogram: aiogram is the in-daemon
+bot's (``bot/``), which has its own ``Bot`` and comes up after the daemon is ready.
 
 Sends are paced by token buckets (``[telegram] rate_global`` and ``rate_per_chat``, see
-``daemon.core.ratelimit``) so the daemon waits instead of provoking 429s. A 429 that comes anyway blocks
-that chat for its ``retry_after`` and is raised with ``rate_limited=True``: the engine retries after
-the wait without counting a try.
-
-Error texts never contain the bot token: aiogram's network errors may quote the request URL,
-which is ``{api_base}/bot<token>/<method>``.
+``daemon.core.ratelimit``) so the daemon waits instead of provoking 429s. The bot's replies draw on
+the same ``pacer``. A 429 that comes anyway blocks that chat for its ``retry_after`` and is raised
+with ``rate_limited=True``: the engine retries after the wait without counting a try.
 """
 
 from __future__ import annotations
 
-import re
+from typing import Any
 
-import aiohttp
-from aiogram import Bot
-from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import (
-    AiogramError,
-    ClientDecodeError,
-    TelegramAPIError,
-    TelegramBadRequest,
-    TelegramEntityTooLarge,
-    TelegramForbiddenError,
-    TelegramMigrateToChat,
-    TelegramNetworkError,
-    TelegramNotFound,
-    TelegramRetryAfter,
-    TelegramServerError,
-    TelegramUnauthorizedError,
-)
-from aiogram.methods import EditMessageText, GetMe, GetUpdates, SendMessage
-from aiogram.methods.base import Response
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
-from aiogram.utils.token import TokenValidationError
-
+from daemon.channels.botapi import BotApi, scrub_token
 from daemon.channels.telegram_text import TELEGRAM_MAX, split_message
 from daemon.config import TelegramConfig
 from daemon.core.channel import OutgoingMessage
-from daemon.core.errors import ConfigError, PermanentError, TransientError
+from daemon.core.errors import ChannelError, ConfigError, PermanentError, TransientError
 from daemon.core.models import Channel, Recipient
 from daemon.core.ratelimit import Pacer
 
-# aiogram parametrises Response[...] for every API answer, and pydantic caches parametrised models
-# only weakly: with no strong reference the class is rebuilt (schema and all) on each call. Holding
-# the ones we use keeps them cached: ~10 % of the daemon's CPU at 600 messages/s (py-spy).
-_RESPONSE_TYPES = tuple(
-    Response[method.__returning__]  # type: ignore[name-defined]
-    for method in (SendMessage, GetMe, GetUpdates, EditMessageText)
-)
+__all__ = ["ACK_BUTTON_TEXT", "ACK_PREFIX", "TelegramChannel", "ack_callback_data", "scrub_token"]
 
 ACK_BUTTON_TEXT = "✅ Got it"
 ACK_PREFIX = "ack:"
-MASK = "[REDACTED]"
-_BOT_SEGMENT = re.compile(r"/bot[^/\s]*/")
-_BLOCKED_MARKERS = ("blocked", "kicked", "deactivated")
-# what a Bot API call can raise: aiogram wraps transport errors, but not all of them (session setup)
-_RAISED = (AiogramError, aiohttp.ClientError, OSError, TimeoutError)
 
 
 def ack_callback_data(notification_id: int) -> str:
     """The callback_data of the "Got it" button; the bot's callback handler parses it back."""
     return f"{ACK_PREFIX}{notification_id}"
-
-
-def scrub_token(text: str, token: str) -> str:
-    """``text`` without the bot token: every occurrence, and every ``/bot<anything>/`` URL segment."""
-    if token:
-        text = text.replace(token, MASK)
-    return _BOT_SEGMENT.sub(f"/bot{MASK}/", text)
 
 
 class TelegramChannel:
@@ -96,20 +42,11 @@ class TelegramChannel:
         token = config.token.get_secret_value() if config.token is not None else ""
         if not token:
             raise ConfigError("[telegram] token: required (or set FNOTIFY_TELEGRAM_TOKEN)")
-        self._token = token
         self.pacer = Pacer(config.rate_global, config.rate_per_chat)
+        """Per-chat and per-bot budget: notifications here, the bot's replies in ``bot.pacing``."""
         self._max_parts = config.max_parts
-        session = AiohttpSession(api=TelegramAPIServer.from_base(config.api_base), timeout=config.timeout)
-        try:
-            # no default parse_mode: notification text goes out exactly as written
-            self._bot = Bot(token, session=session, default=DefaultBotProperties(parse_mode=None))
-        except TokenValidationError:
-            raise ConfigError("[telegram] token: not a bot token (expected <digits>:<secret>)") from None
-
-    @property
-    def bot(self) -> Bot:
-        """The one aiogram Bot (and HTTP session) of the daemon; the in-daemon bot reuses it."""
-        return self._bot
+        self._api = BotApi(config.api_base, token, timeout=config.timeout)
+        self._username: str | None = None
 
     async def send(self, message: OutgoingMessage) -> str | None:
         """Send ``message.text`` as plain text, split on line boundaries when it is over 4096
@@ -125,10 +62,8 @@ class TelegramChannel:
                                  f" at most {self._max_parts} ([telegram] max_parts)")
         markup = None
         if message.ack_requested:
-            button = InlineKeyboardButton(
-                text=ACK_BUTTON_TEXT, callback_data=ack_callback_data(message.notification_id)
-            )
-            markup = InlineKeyboardMarkup(inline_keyboard=[[button]])
+            button = {"text": ACK_BUTTON_TEXT, "callback_data": ack_callback_data(message.notification_id)}
+            markup = {"inline_keyboard": [[button]]}
         ids = []
         for index, part in enumerate(parts):
             if index > 0:  # the first part's turn was claimed by wait_turn
@@ -141,58 +76,39 @@ class TelegramChannel:
         if recipient.telegram_chat_id is not None:
             await self.pacer.acquire(recipient.telegram_chat_id)
 
-    async def _send_one(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None) -> str:
+    async def _send_one(self, chat_id: int, text: str, markup: dict[str, Any] | None) -> str:
+        # no parse_mode: notification text goes out exactly as written
+        params: dict[str, Any] = {"chat_id": chat_id, "text": text}
+        if markup is not None:
+            params["reply_markup"] = markup
         try:
-            sent = await self._bot.send_message(chat_id, text, parse_mode=None, reply_markup=markup)
-        except _RAISED as exc:
-            if isinstance(exc, TelegramRetryAfter):
+            sent = await self._api.call("sendMessage", params)
+        except TransientError as exc:
+            if exc.rate_limited and exc.retry_after is not None:
                 self.pacer.block(chat_id, exc.retry_after)
-            raise self._translate(exc) from exc
-        return str(sent.message_id)
+            raise
+        message_id = sent.get("message_id") if isinstance(sent, dict) else None
+        if not isinstance(message_id, int) or isinstance(message_id, bool):
+            raise TransientError("unreadable answer from the Bot API: Failed to deserialize object")
+        return str(message_id)
 
     async def check(self) -> str:
         """getMe: proves the token and the API base; returns ``@username``."""
+        me = await self._api.call("getMe")
+        username = me.get("username") if isinstance(me, dict) else None
+        if not isinstance(username, str) or not username:
+            raise TransientError("unreadable answer from the Bot API: Failed to deserialize object")
+        self._username = username
+        return f"@{username}"
+
+    async def username(self) -> str:
+        """The bot's username for opt-in links: getMe once, then cached (a reload makes a new adapter)."""
+        if self._username is not None:
+            return self._username
         try:
-            me = await self._bot.get_me()
-        except _RAISED as exc:
-            raise self._translate(exc) from exc
-        return f"@{me.username}"
+            return (await self.check()).removeprefix("@")
+        except ChannelError as exc:
+            raise ChannelError(f"cannot learn the bot's username from Telegram (getMe): {exc}") from exc
 
     async def close(self) -> None:
-        await self._bot.session.close()
-
-    def _translate(self, exc: BaseException) -> TransientError | PermanentError:
-        """The ChannelError for one aiogram / transport error, its text free of the token."""
-        error = _classify(exc)
-        scrubbed = scrub_token(str(error), self._token)
-        if isinstance(error, TransientError):
-            return TransientError(scrubbed, retry_after=error.retry_after, rate_limited=error.rate_limited)
-        return PermanentError(scrubbed, blocked=error.blocked)
-
-
-def _classify(exc: BaseException) -> TransientError | PermanentError:
-    # order matters: TelegramEntityTooLarge is a TelegramNetworkError subclass
-    if isinstance(exc, TelegramRetryAfter):
-        retry_after = exc.retry_after
-        return TransientError(f"Telegram rate limit: retry after {retry_after}s", retry_after=retry_after,
-                              rate_limited=True)
-    if isinstance(exc, TelegramForbiddenError):
-        blocked = any(marker in exc.message.lower() for marker in _BLOCKED_MARKERS)
-        return PermanentError(f"Telegram refused: {exc.message}", blocked=blocked)
-    if isinstance(exc, TelegramUnauthorizedError):
-        return PermanentError("bot token rejected (401 Unauthorized)")
-    if isinstance(exc, TelegramNotFound):
-        return PermanentError(f"Telegram answered 404 ({exc.message}): is [telegram] api_base right?")
-    if isinstance(exc, TelegramBadRequest | TelegramMigrateToChat | TelegramEntityTooLarge):
-        return PermanentError(f"Telegram refused: {exc.message}")
-    if isinstance(exc, TelegramServerError):
-        return TransientError(f"Telegram server error: {exc.message}")
-    if isinstance(exc, TelegramNetworkError):
-        return TransientError(f"network error: {exc.message}")
-    if isinstance(exc, TelegramAPIError):
-        return TransientError(f"Telegram error: {exc.message}")
-    if isinstance(exc, ClientDecodeError):
-        return TransientError(f"unreadable answer from the Bot API: {exc.message}")
-    if isinstance(exc, TimeoutError):
-        return TransientError("timed out talking to the Bot API")
-    return TransientError(f"network error: {type(exc).__name__}: {exc}")
+        await self._api.aclose()

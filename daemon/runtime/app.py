@@ -30,10 +30,11 @@ from daemon.runtime.leader import Leadership
 from daemon.runtime.logs import throttle_resource_errors
 from daemon.runtime.reload import Reloader, retry_policy, sms_policy
 from daemon.runtime.systemd import Notifier, format_status
+from daemon.runtime.telegram_bot import BotHost
 from daemon.storage.factory import make_store
 
 if TYPE_CHECKING:
-    from bot import TelegramBot
+    from bot.runner import TelegramBot
     from daemon.api.http_api import HttpServer
     from daemon.runtime.metrics import Metrics
     from daemon.runtime.metrics_server import MetricsServer
@@ -89,8 +90,8 @@ class Daemon:
             self.events.tap(self.metrics.observe)
             self.metrics_server = MetricsServer(self.metrics, config.metrics, self.http_limits,
                                                 shutdown_timeout=config.daemon.shutdown_grace)
-        self.bot: TelegramBot | None = None  # the in-daemon Telegram bot, while [telegram] is enabled
-        self._bot_restart: asyncio.Task[None] | None = None
+        # the in-daemon Telegram bot: after READY, and polling only on the daemon that leads it
+        self.bots = BotHost(self.service, self.http_limits, may_poll=lambda: self.leadership.leading)
         self._listen_socket = listen_socket
         self._stopped = asyncio.Event()
         self._started = False
@@ -99,13 +100,15 @@ class Daemon:
         self.receipt_poller = ReceiptPoller(self._sms_status_source, self.store, clock, self.engine.poke)
 
     async def start(self) -> None:
-        """Open the database, re-arm pending work, then listen: once this returns, clients are served."""
+        """Open the database, re-arm pending work, then listen: once this returns, clients are served.
+        The Telegram bot (aiogram) comes up after, in the background: ``wait_bot()``."""
         throttle_resource_errors(asyncio.get_running_loop())
         await self.store.open()
         try:
             await self.engine.start()
             await self.cluster.start()
-            await self.leadership.start()  # the bot starts now if this daemon leads (or uses a webhook)
+            self.bots.prepare(self.config.telegram, self.channels.get(Channel.TELEGRAM))
+            await self.leadership.start()  # the bot polls only on the daemon that leads (after READY)
             await self.server.start(self._listen_socket)
             listening: list[HttpServer | MetricsServer] = []
             try:
@@ -131,6 +134,16 @@ class Daemon:
         enabled = ", ".join(str(c) for c in Channel if c in self.channels) or "none"
         log.info("failover-notify ready: socket %s, database %s, channels: %s, daemon id %s",
                  self.config.daemon.socket_path, self.store.location, enabled, self.owner)
+        self.bots.launch(self.config.telegram, self.channels.get(Channel.TELEGRAM))
+
+    @property
+    def bot(self) -> TelegramBot | None:
+        """The in-daemon Telegram bot once it is up (None before, and without Telegram)."""
+        return self.bots.bot
+
+    async def wait_bot(self) -> TelegramBot | None:
+        """The bot, once its start (after READY, or after a reload) has run."""
+        return await self.bots.wait()
 
     def _sms_status_source(self) -> StatusSource | None:
         """The SMS adapter in force, when it can be asked for a message's status (Twilio)."""
@@ -160,9 +173,7 @@ class Daemon:
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         await self.server.stop()
-        if self._bot_restart is not None:
-            await asyncio.gather(self._bot_restart, return_exceptions=True)
-        await self._stop_bot()  # before the engine and the store: its handlers use them
+        await self.bots.stop()  # before the engine and the store: its handlers use them
         await self.leadership.stop()  # after the bot confirmed its offset: then another daemon may poll
         await self.cluster.stop()
         await self.engine.stop(self.config.daemon.shutdown_grace)
@@ -173,7 +184,7 @@ class Daemon:
         self._stopped.set()
 
     async def _close_resources(self) -> None:
-        await self._stop_bot()
+        await self.bots.stop()
         for adapter in self.channels.values():
             try:
                 await adapter.close()
@@ -193,8 +204,9 @@ class Daemon:
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.start()
-        # the imports (aiogram's ~300 pydantic models) leave a large, immortal heap: move it out of
-        # the collector's reach so full collections do not walk it again and again
+        # the imports (pydantic's config models and more) leave a large, immortal heap: move it out
+        # of the collector's reach so full collections do not walk it again and again (the bot
+        # does the same for aiogram's once it is up)
         gc.freeze()
         supervisor = asyncio.create_task(self.notifier.supervise(self.status_text), name="sd-notify")
         try:
@@ -214,62 +226,19 @@ class Daemon:
         """SIGHUP: re-read the config file and apply what can change live (see daemon.runtime.reload)."""
         if self._started:
             self.reloader.reload()
-            self._follow_telegram_reload()
+            self.bots.follow(self.config.telegram, self.channels.get(Channel.TELEGRAM))
         else:
             log.warning("SIGHUP ignored: not serving (starting or stopping)")
 
-    # -- the Telegram bot -------------------------------------------------------------------------
+    # -- the Telegram bot's leadership (polling runs on one daemon of a cluster) ---------------------
 
-    async def _start_bot(self, resume_offset: int = 0) -> None:
-        """Opt-in links, /stop and /resume, the ack button: the bot runs whenever Telegram is enabled, by
-        long polling on the one daemon that leads the cluster's bot, by webhook on every daemon."""
-        adapter = self.channels.get(Channel.TELEGRAM)
-        if adapter is None or self.bot is not None:
-            return
-        if self.config.telegram.mode == "polling" and not self.leadership.leading:
-            return
-        from bot import TelegramBot  # aiogram's dispatcher is loaded only when Telegram is on
-        from daemon.channels.telegram import TelegramChannel
-
-        if not isinstance(adapter, TelegramChannel):
-            return
-        bot = TelegramBot(self.config.telegram, adapter, self.service, resume_offset=resume_offset,
-                          limits=self.http_limits)
-        await bot.start()
-        self.bot = bot
-        self.service.links = bot.links
-
-    async def _stop_bot(self, *, confirm: bool = True) -> int:
-        bot, self.bot = self.bot, None
-        self.service.links = None
-        return await bot.stop(confirm=confirm) if bot is not None else 0
+    async def _start_bot(self) -> None:
+        """Elected: this daemon now polls Telegram (once it is ready; see BotHost)."""
+        self.bots.elected()
 
     async def _stop_polling(self) -> None:
         """Deposed: stop getUpdates at once, without the confirming call (another daemon may be polling)."""
-        if self.config.telegram.mode == "polling":
-            await self._stop_bot(confirm=False)
-
-    def _follow_telegram_reload(self) -> None:
-        """A reload that touched [telegram] rebuilt its adapter (a new Bot): move the bot onto it."""
-        adapter = self.channels.get(Channel.TELEGRAM)
-        if (self.bot.channel if self.bot is not None else None) is adapter:
-            return
-        previous = self._bot_restart
-        self._bot_restart = asyncio.create_task(self._restart_bot(previous), name="telegram-bot-restart")
-
-    async def _restart_bot(self, previous: asyncio.Task[None] | None) -> None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
-        old_token = self.bot.bot.token if self.bot is not None else None
-        # the old adapter's session is being closed by the reloader: no confirming call on it, the
-        # new bot confirms instead when it is the same bot (same token)
-        offset = await self._stop_bot(confirm=False)
-        adapter = self.channels.get(Channel.TELEGRAM)
-        same_bot = adapter is not None and getattr(getattr(adapter, "bot", None), "token", None) == old_token
-        try:
-            await self._start_bot(offset if same_bot else 0)
-        except Exception:  # a reload must never take the daemon down
-            log.exception("the Telegram bot could not be restarted after the reload; running without it")
+        await self.bots.deposed()
 
     async def status_text(self) -> str:
         """One line for systemd's STATUS=: queue depth and attempts in flight."""

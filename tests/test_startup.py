@@ -1,0 +1,152 @@
+"""Start-up stays fast whatever the backlog: the daemon is ready before aiogram is even imported (the
+Telegram channel sends without it), and recovery and arming the timer read indexes, never the backlog.
+
+Speed itself is measured by ``make bench`` ("ready with 100k backlog"); these tests check the
+structure that makes it fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from daemon.core.errors import ConfigError
+from daemon.core.models import utcnow
+from daemon.runtime import telegram_bot
+from daemon.runtime.app import Daemon
+from daemon.simulators.suite import SimulatorSuite
+from daemon.storage import SqliteStore
+from daemon.storage.writer import on_connection_thread
+from tests.conftest import make_config, start_daemon, stop_daemon
+
+REPO = Path(__file__).resolve().parent.parent
+PARTIAL_INDEXES = ("notifications_in_flight", "notifications_due", "attempts_unfinished")
+"""Indexes over the few rows claimed or due: scanning one of them is not scanning the backlog."""
+
+
+def test_the_daemon_and_its_send_path_import_neither_aiogram_nor_aiohttp() -> None:
+    code = ("import sys, daemon.runtime.runner, daemon.channels.telegram, daemon.cli.doctor;"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiogram', 'aiohttp', 'prometheus_client'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def reads_the_backlog(plan: list[str]) -> list[str]:
+    """The plan steps that visit notifications or attempts row by row (not through an index)."""
+    bad = []
+    for step in plan:
+        if " notifications" not in step and " attempts" not in step:
+            continue
+        searched = step.startswith("SEARCH") and " USING " in step
+        scans_a_partial_index = step.startswith("SCAN") and any(f"INDEX {i}" in step for i in PARTIAL_INDEXES)
+        if not (searched or scans_a_partial_index):
+            bad.append(step)
+    return bad
+
+
+async def test_recovery_and_arming_the_timer_read_indexes_never_the_backlog(short_tmp: Path) -> None:
+    path = short_tmp / "fnotify.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as db:  # a backlog, two rows claimed when the daemon died, one attempt open
+        db.executemany("INSERT INTO notifications (recipient_id, text, chain, status, next_attempt_at, in_flight,"
+                       " created_at, updated_at) VALUES (1, 'x', 'telegram', 'queued', ?, ?, 1, 1)",
+                       [(1_000 + i, int(i < 2)) for i in range(500)])
+        db.execute("INSERT INTO attempts (notification_id, channel, started_at) VALUES (1, 'telegram', 1)")
+    statements: list[str] = []
+    await store.open()
+    try:
+        for conn in (store._write, store._read):
+            assert conn is not None
+            await on_connection_thread(conn, lambda raw: raw.set_trace_callback(statements.append))
+        assert await store.recover_interrupted(utcnow()) == 1
+        assert await store.next_due_time() is not None
+        assert len(await store.claim_due(utcnow(), 10)) == 10
+        for conn in (store._write, store._read):
+            assert conn is not None
+            await on_connection_thread(conn, lambda raw: raw.set_trace_callback(None))
+    finally:
+        await store.close()
+    queries = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "UPDATE"))]
+    assert len(queries) == 5, statements
+    with sqlite3.connect(path) as db:
+        for sql in queries:
+            plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            assert not reads_the_backlog(plan), f"{sql}\n{plan}"
+
+
+@pytest.fixture
+def slow_bot_import(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Importing the bot (aiogram) blocks until the test sets the returned event."""
+    release = threading.Event()
+    real = telegram_bot.import_bot_runner
+
+    def held() -> ModuleType:
+        release.wait(30)
+        return real()
+
+    monkeypatch.setattr(telegram_bot, "import_bot_runner", held)
+    return release
+
+
+async def test_the_daemon_is_ready_links_and_delivers_on_telegram_before_the_bot_is_up(
+    short_tmp: Path, suite: SimulatorSuite, slow_bot_import: threading.Event
+) -> None:
+    running = await start_daemon(make_config(short_tmp, **suite.config_sections()))
+    try:
+        assert running.daemon.bot is None  # ready, and the bot not yet imported
+        ann = (await running.call("recipient.add", name="Ann", telegram_chat_id=4242))["id"]
+        sent = await running.call("send", recipient_id=ann, message="db-1 down", chain=["telegram"])
+        assert (await running.wait_final(sent["id"]))["status"] == "delivered"
+        link = await running.call("recipient.link", id=ann)  # getMe without aiogram
+        assert link["url"].startswith("https://t.me/fnotify_test_bot?start=")
+        assert running.daemon.bot is None
+        assert [m.text for m in suite.telegram.messages_to(4242)] == ["db-1 down"]
+
+        slow_bot_import.set()
+        bot = await asyncio.wait_for(running.daemon.wait_bot(), 30)
+        assert bot is not None
+        await asyncio.wait_for(bot.ready.wait(), 5)
+        suite.telegram.user_sends(4242, "/help")
+        async with asyncio.timeout(5):
+            while len(suite.telegram.messages_to(4242)) < 2:
+                await asyncio.sleep(0.01)
+    finally:
+        slow_bot_import.set()
+        await stop_daemon(running)
+
+
+async def test_stopping_while_the_bot_is_still_being_imported_stops_at_once(
+    short_tmp: Path, suite: SimulatorSuite, slow_bot_import: threading.Event
+) -> None:
+    running = await start_daemon(make_config(short_tmp, **suite.config_sections()))
+    began = time.monotonic()
+    await stop_daemon(running)
+    took = time.monotonic() - began
+    slow_bot_import.set()
+    assert running.daemon.bot is None
+    assert took < 5  # it did not wait for the import (held for 30 s)
+
+
+async def test_a_webhook_port_in_use_still_refuses_the_start(short_tmp: Path, suite: SimulatorSuite) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        sections = suite.config_sections()
+        sections["telegram"].update(mode="webhook", webhook_url="https://bot.example.test/hook",
+                                    webhook_listen=f"127.0.0.1:{port}", webhook_secret="s3cret-webhook-token-0123")
+        daemon = Daemon(make_config(short_tmp, **sections))
+        with pytest.raises(ConfigError, match=rf"webhook_listen = '127.0.0.1:{port}': cannot listen"):
+            await daemon.start()
+    assert not (short_tmp / "fnotify.sock").exists()
