@@ -32,8 +32,6 @@ CREATE INDEX IF NOT EXISTS notifications_due
     ON notifications (next_attempt_at) WHERE next_attempt_at IS NOT NULL AND in_flight = 0;
 CREATE INDEX IF NOT EXISTS notifications_status ON notifications (status, id);
 CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient_id, id);
--- the few rows claimed right now: recovery at start finds them without reading the backlog
-CREATE INDEX IF NOT EXISTS notifications_in_flight ON notifications (id) WHERE in_flight = 1;
 
 CREATE TABLE IF NOT EXISTS attempts (
     id                   INTEGER PRIMARY KEY,
