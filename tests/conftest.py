@@ -4,6 +4,7 @@ config builders, and an in-process daemon on a real Unix socket."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -25,7 +26,8 @@ from tests.pg import pg_database, postgres_server  # noqa: F401  (fixtures: a re
 def short_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="fn-", dir="/tmp"))
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("FNOTIFY_KEEP_TMP"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:

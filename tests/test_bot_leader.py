@@ -90,11 +90,19 @@ async def test_when_the_bot_leader_is_killed_another_daemon_answers_within_the_l
     for process in nodes:
         await process.start()
     try:
+        async with asyncio.timeout(60):  # the bot comes up after READY, once aiogram is loaded
+            while not any("updates by long polling" in n.log() for n in nodes):
+                await asyncio.sleep(0.1)
         await say(suite, ANN_CHAT, "/help")  # the leader answers
         leader = await leader_of(nodes[0])
         assert leader is not None and leader == await leader_of(nodes[1])
         dead = nodes[0] if f":{nodes[0].proc.pid}:" in leader else nodes[1]  # type: ignore[union-attr]
         alive = nodes[1] if dead is nodes[0] else nodes[0]
+        # the standby loads aiogram in the background after READY (seconds on a busy machine); from
+        # then on a takeover is a lease away
+        async with asyncio.timeout(60):
+            while "ready to take over polling" not in alive.log():
+                await asyncio.sleep(0.1)
         await asyncio.sleep(lease * 2)  # several renewals: still one poller
         dead.kill()
         await dead.wait()

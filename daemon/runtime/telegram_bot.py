@@ -82,6 +82,7 @@ class BotHost:
         self.limits = limits
         self.may_poll = may_poll
         self._config: TelegramConfig | None = None  # set by launch(): the daemon is ready
+        self._preload: asyncio.Task[None] | None = None
         self.bot: TelegramBot | None = None
         self._channel: TelegramChannel | None = None
         self._task: asyncio.Task[None] | None = None
@@ -103,6 +104,8 @@ class BotHost:
             self._channel = adapter
             if self._allowed(config):
                 self._task = asyncio.create_task(self._start(config, adapter, None), name="telegram-bot-start")
+            else:  # a standby: import aiogram now, off the loop, so that taking over polls within the lease
+                self._preload = asyncio.create_task(self._warm(), name="telegram-bot-import")
 
     def elected(self) -> None:
         """This daemon now leads the bot: start polling, if the daemon is ready and the bot not up."""
@@ -120,6 +123,14 @@ class BotHost:
         if self._task is not None and not self._task.done():
             await asyncio.gather(self._task, return_exceptions=True)  # it sees may_poll() False and stops
         await self._stop_bot(confirm=False)
+
+    async def _warm(self) -> None:
+        try:
+            await asyncio.to_thread(import_bot_runner)
+        except Exception:
+            log.exception("the Telegram bot could not be loaded; this daemon cannot take over polling")
+            return
+        log.info("Telegram bot loaded on standby: ready to take over polling if the leader goes")
 
     def _allowed(self, config: TelegramConfig) -> bool:
         return config.mode == "webhook" or self.may_poll()
@@ -144,6 +155,8 @@ class BotHost:
     async def stop(self) -> None:
         """Stop the bot; a start still importing aiogram is abandoned."""
         self._stopping = True
+        if self._preload is not None:  # a thread cannot be cancelled: let the import finish
+            await asyncio.gather(self._preload, return_exceptions=True)
         if self._task is not None:
             if self._importing:
                 self._task.cancel()
