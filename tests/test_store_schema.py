@@ -20,6 +20,7 @@ from daemon.core.models import (
     NewNotification,
     NotificationUpdate,
     Outcome,
+    Priority,
     Status,
 )
 from daemon.database_url import parse_postgres_url
@@ -66,10 +67,11 @@ async def test_a_version_1_sqlite_database_upgrades_in_place_and_keeps_everythin
     await store.open()
     try:
         with sqlite3.connect(path) as db:
-            assert db.execute("PRAGMA user_version").fetchone()[0] == len(migrations("sqlite")) == 2
+            assert db.execute("PRAGMA user_version").fetchone()[0] == len(migrations("sqlite")) == 3
             columns = {row[1] for row in db.execute("PRAGMA table_info(notifications)")}
-        assert {"claimed_by", "lease_until", "awaiting_ack"} <= columns and "in_flight" not in columns
+        assert {"claimed_by", "lease_until", "awaiting_ack", "priority"} <= columns and "in_flight" not in columns
         assert [n.text for n in await store.list_notifications()] == ["v1 message 3", "v1 message 2", "v1 message 1"]
+        assert {n.priority for n in await store.list_notifications()} == {Priority.NORMAL}  # version 3's default
         # the row the version-1 daemon held is retried, its open attempt recorded interrupted
         assert await store.recover_interrupted(at(5), "new-host:1:cafe") == 1
         claimed = await store.claim_due(at(5), 10, "new-host:1:cafe", at(35))
@@ -133,7 +135,7 @@ async def test_postgres_daemons_starting_at_once_on_an_empty_database_make_one_s
             rows = await conn.fetch("SELECT version, name FROM schema_version ORDER BY version")
         finally:
             await conn.close()
-        assert [(r["version"], r["name"]) for r in rows] == [(1, "initial")]
+        assert [(r["version"], r["name"]) for r in rows] == [(1, "initial"), (2, "priority_quiet_hours")]
         ann = await stores[3].add_recipient("Ann", None, None, None)
         assert await stores[0].get_recipient(ann.id) == ann
     finally:

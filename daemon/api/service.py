@@ -114,8 +114,9 @@ class Service:
         recipient = await self.store.add_recipient(
             fields["name"], fields.get("email"), fields.get("phone"), fields.get("telegram_chat_id")
         )
-        if fields.get("opt_out"):
-            recipient = await self.store.update_recipient(recipient.id, {"opt_out": fields["opt_out"]})
+        later = {k: fields[k] for k in ("opt_out", "timezone", "quiet_hours") if fields.get(k)}
+        if later:  # not add_recipient's arguments: set at once after it, as an update
+            recipient = await self.store.update_recipient(recipient.id, later)
         self.events.publish("recipient.added", recipient.to_json())
         return recipient
 
@@ -209,7 +210,7 @@ class Service:
             "paused": self.engine.paused,
             "storage": self.store.location,  # a path, or the PostgreSQL URL without its password
             "counts": counts,
-            "queue_depth": counts.get("queued", 0) + counts.get("sending", 0),
+            "queue_depth": counts.get("queued", 0) + counts.get("sending", 0) + counts.get("held", 0),
             "channels": {str(c): c in self.engine.channels for c in Channel},
             "subscribers": self.events.subscriber_count,
             "retry": dataclasses.asdict(self.engine.policy),  # the policy in force, after any SIGHUP

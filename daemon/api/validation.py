@@ -11,8 +11,9 @@ from typing import Any
 import email_validator
 import phonenumbers
 
+from daemon.core import quiet_hours as quiet
 from daemon.core.errors import ValidationError
-from daemon.core.models import MAX_WAIT, Channel, NewNotification, Status
+from daemon.core.models import MAX_WAIT, Channel, NewNotification, Priority, Status
 
 MAX_TEXT = 65_536
 MAX_SUBJECT = 998  # RFC 5322 line limit
@@ -167,6 +168,42 @@ def status(value: Any, field: str = "status") -> Status | None:
         raise ValidationError(field, f"unknown status {value!r} ({', '.join(s.value for s in Status)})") from None
 
 
+def priority(value: Any, field: str = "priority") -> Priority:
+    """low / normal / high / critical; absent (or empty) is ``normal``."""
+    if value is None or value == "":
+        return Priority.NORMAL
+    try:
+        return Priority(str(value).lower())
+    except ValueError:
+        raise ValidationError(field, f"unknown priority {value!r} ({', '.join(p.value for p in Priority)})") from None
+
+
+def timezone(value: Any, field: str = "timezone") -> str:
+    """An IANA time zone name zoneinfo knows (``Europe/Moscow``); empty is ``UTC``."""
+    if value is None or value == "":
+        return "UTC"
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValidationError(field, "must be an IANA time zone name, e.g. Europe/Moscow")
+    try:
+        quiet.parse_timezone(unicode_text(value, field))
+    except ValueError as exc:
+        raise ValidationError(field, str(exc)) from None
+    return value
+
+
+def quiet_hours(value: Any, field: str = "quiet_hours") -> str | None:
+    """A daily window ``HH:MM-HH:MM`` (``22:00-07:00`` crosses midnight), normalised; None, empty or
+    ``off`` turn quiet hours off."""
+    if value is None or value == "" or (isinstance(value, str) and value.strip().lower() == "off"):
+        return None
+    if not isinstance(value, str) or len(value) > 32:
+        raise ValidationError(field, "must be a window like 22:00-07:00, or off")
+    try:
+        return str(quiet.parse_window(value))
+    except ValueError as exc:
+        raise ValidationError(field, str(exc)) from None
+
+
 def deadline(params: Mapping[str, Any], now: datetime) -> datetime | None:
     if params.get("deadline") is not None and params.get("expires_in") is not None:
         raise ValidationError("deadline", "give either deadline or expires_in, not both")
@@ -192,7 +229,7 @@ def deadline(params: Mapping[str, Any], now: datetime) -> datetime | None:
 
 
 SEND_FIELDS = {"recipient_id", "message", "subject", "chain", "idempotency_key", "deadline", "expires_in",
-               "ack_timeout"}
+               "ack_timeout", "priority"}
 
 
 def send_request(params: Mapping[str, Any], default_chain: tuple[Channel, ...], now: datetime) -> NewNotification:
@@ -216,10 +253,11 @@ def send_request(params: Mapping[str, Any], default_chain: tuple[Channel, ...], 
         deadline=when,
         ack_timeout=ack,
         expires_in=expires_in,
+        priority=priority(params.get("priority")),
     )
 
 
-RECIPIENT_FIELDS = {"name", "email", "phone", "telegram_chat_id", "opt_out"}
+RECIPIENT_FIELDS = {"name", "email", "phone", "telegram_chat_id", "opt_out", "timezone", "quiet_hours"}
 
 
 def recipient_fields(params: Mapping[str, Any], *, partial: bool) -> dict[str, Any]:
@@ -237,4 +275,8 @@ def recipient_fields(params: Mapping[str, Any], *, partial: bool) -> dict[str, A
     if "opt_out" in params:
         value = params["opt_out"]
         fields["opt_out"] = frozenset(chain(value, "opt_out")) if value else frozenset()
+    if "timezone" in params:
+        fields["timezone"] = timezone(params["timezone"])
+    if "quiet_hours" in params:
+        fields["quiet_hours"] = quiet_hours(params["quiet_hours"])
     return fields

@@ -321,7 +321,7 @@ class Engine:
         return Situation(
             n.chain, position, tries, self.clock(), recipient, frozenset(self.channels),
             frozenset(channel for channel, breaker in self.breakers.items() if not breaker.allows()),
-            self.policy, n.deadline, n.ack_timeout, ack_due,
+            self.policy, n.deadline, n.ack_timeout, ack_due, n.priority,
         )
 
     async def _attempt(self, n: Notification, situation: Situation, send: Send) -> tuple[int, Plan]:
@@ -372,6 +372,8 @@ class Engine:
 
     def _report(self, n: Notification, attempt: AttemptJSON, plan: Plan, old: Status, new: Status) -> None:
         then = f", retry in {plan.delay:.1f} s" if plan.kind is StepKind.RETRY else ""
+        if plan.kind is StepKind.HOLD:
+            then = f", held until {iso(plan.update.next_attempt_at)}"
         if plan.update.awaiting_ack:
             then = f", waiting {n.ack_timeout:g} s for an acknowledgement"
         log.info(

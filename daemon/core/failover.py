@@ -12,10 +12,13 @@ Before an attempt, in this order:
    (the ack wait is never cut short by the deadline; the escalation after it is what rule 2 refuses)
 2. the deadline has passed: ``skipped`` ("deadline ... passed: not tried") on the channel that
    would have been tried, and the notification is ``expired``
-3. the channel cannot serve the recipient: ``skipped`` with the reason, on to the next channel at
+3. quiet hours: a notification below ``high`` priority that comes due inside the recipient's quiet
+   hours is not tried: ``held`` (one ``skipped`` entry "quiet hours until 07:00 Europe/Moscow"), due
+   again when the window ends (or at the deadline, which then expires it: the deadline wins)
+4. the channel cannot serve the recipient: ``skipped`` with the reason, on to the next channel at
    once, without counting a try: the recipient was removed, the channel is disabled, no address
    for it, opted out of it, the bot is blocked (Telegram), or the channel is down (breaker open)
-4. otherwise: send (try number ``tries + 1`` on this channel)
+5. otherwise: send (try number ``tries + 1`` on this channel)
 
 After it:
 
@@ -36,7 +39,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from daemon.core.models import AttemptRecord, Channel, NotificationUpdate, Outcome, Recipient, Status, iso
+from daemon.core import quiet_hours
+from daemon.core.models import AttemptRecord, Channel, NotificationUpdate, Outcome, Priority, Recipient, Status, iso
 
 RECIPIENT_REMOVED = "recipient was removed"
 CHANNEL_DISABLED = "channel disabled"
@@ -123,6 +127,7 @@ class Situation:
     deadline: datetime | None = None
     ack_timeout: float | None = None
     ack_due: bool = False  # the row came due as the end of an ack wait (``awaiting_ack`` on disk)
+    priority: Priority = Priority.NORMAL
 
     @property
     def channel(self) -> Channel:
@@ -146,6 +151,7 @@ class StepKind(StrEnum):
     NEXT = "next"  # next channel, now, by the same walk
     EXHAUSTED = "exhausted"  # no channel left: the notification failed
     EXPIRED = "expired"  # the deadline passed before the next attempt: the notification expired
+    HOLD = "hold"  # inside the recipient's quiet hours: held until they end (or the deadline)
 
 
 _FINAL_STATUS = {StepKind.DONE: Status.DELIVERED, StepKind.EXHAUSTED: Status.FAILED, StepKind.EXPIRED: Status.EXPIRED}
@@ -176,6 +182,9 @@ def before_attempt(s: Situation) -> Plan | Send:
     if s.deadline is not None and s.now >= s.deadline:
         record = AttemptRecord(Outcome.SKIPPED, f"deadline {iso(s.deadline)} passed: not tried")
         return _final(s, StepKind.EXPIRED, record, s.tries, s.now)
+    held = _quiet_hold(s)
+    if held is not None:
+        return held
     reason = unavailable(s.channel, s.recipient, s.enabled, s.down)
     if reason is not None or s.recipient is None:
         return _move_on(s, Outcome.SKIPPED, reason or RECIPIENT_REMOVED, s.tries, s.now)
@@ -210,6 +219,27 @@ def after_attempt(s: Situation, result: AttemptResult, now: datetime, sent_at: d
     if result.kind is ResultKind.TRANSIENT:
         error = _with_note(error, f"giving up on this channel after {tries} tries")
     return _move_on(s, Outcome.FAILED, error, tries, now, sent_at, block_recipient=result.blocked)
+
+
+def _quiet_hold(s: Situation) -> Plan | None:
+    """Held until the recipient's quiet hours end, or None: not quiet, or urgent enough to go at once.
+    The recipient's zone and window were validated when set; a stored one that no longer parses (a zone
+    removed from tzdata) holds nothing rather than holding forever."""
+    r = s.recipient
+    if r is None or r.quiet_hours is None or s.priority.bypasses_quiet_hours:
+        return None
+    try:
+        window, zone = quiet_hours.parse_window(r.quiet_hours), quiet_hours.parse_timezone(r.timezone)
+    except ValueError:
+        return None
+    until = quiet_hours.quiet_until(window, zone, s.now)
+    if until is None:
+        return None
+    # due at the deadline at the latest: rule 2 then expires it on time rather than at the window's end
+    due = until if s.deadline is None or until <= s.deadline else s.deadline
+    record = AttemptRecord(Outcome.SKIPPED, quiet_hours.describe_hold(until, r.timezone, zone))
+    update = NotificationUpdate(Status.HELD, s.position, s.tries, due)
+    return Plan(StepKind.HOLD, s.channel, record, update, s.now)
 
 
 def unavailable(channel: Channel, recipient: Recipient | None, enabled: frozenset[Channel],
