@@ -16,7 +16,7 @@ from typing import Any
 
 from daemon import __version__
 from daemon.api.validation import MAX_KEY, MAX_NAME, MAX_SUBJECT, MAX_TEXT
-from daemon.core.models import Channel, Outcome, Status
+from daemon.core.models import Channel, Outcome, Priority, Status
 
 INT64_MAX = 2**63 - 1
 LIST_LIMIT_MAX = 1000  # the service's cap; the HTTP API refuses more rather than silently capping
@@ -41,6 +41,8 @@ _ID = {"type": "integer", "minimum": 1, "maximum": INT64_MAX}
 _TIME = {"type": "string", "format": "date-time"}
 _CHANNEL = {"type": "string", "enum": CHANNELS}
 _CHAIN = {"type": "array", "items": _CHANNEL, "minItems": 1, "uniqueItems": True}
+_HHMM = "([01][0-9]|2[0-3]):[0-5][0-9]"
+_WINDOW = f"^({_HHMM}-{_HHMM}|off)?$"
 _RECIPIENT_FIELDS: dict[str, Any] = {
     "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": NOT_BLANK},
     "email": {"type": ["string", "null"], "description": "An address; empty or null: none."},
@@ -49,7 +51,14 @@ _RECIPIENT_FIELDS: dict[str, Any] = {
                          "description": "Non-zero Telegram chat id; null: not linked."},
     "opt_out": {"type": ["array", "null"], "items": _CHANNEL, "uniqueItems": True,
                 "description": "Channels this recipient refuses."},
+    "timezone": {"type": ["string", "null"], "maxLength": 64,
+                 "description": "IANA time zone quiet hours are read in, e.g. Europe/Moscow; empty or null: UTC."},
+    "quiet_hours": {"type": ["string", "null"], "pattern": _WINDOW,
+                    "description": "Daily window HH:MM-HH:MM on the recipient's clock (22:00-07:00 crosses"
+                                   " midnight): below-high notifications are held until it ends. off, empty or"
+                                   " null: none."},
 }
+_PRIORITY = {"type": "string", "enum": [str(p) for p in Priority]}
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "SendRequest": {
@@ -65,6 +74,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                                " notification (200); the same key with other fields is 409."},
             "deadline": {"type": "string", "pattern": DEADLINE_PATTERN,
                          "description": "RFC 3339 time after which delivery is abandoned (status expired)."},
+            "priority": {**_PRIORITY, "description": "Default normal. high and critical are not held by quiet"
+                                                     " hours; a backlog is claimed higher priority first."},
         },
     },
     "LegacySendRequest": {
@@ -94,13 +105,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "Notification": {
         "type": "object",
-        "required": ["id", "recipient_id", "text", "subject", "chain", "status", "idempotency_key", "channel",
+        "required": ["id", "recipient_id", "text", "subject", "chain", "status", "priority", "idempotency_key",
+                     "channel",
                      "next_attempt_at", "deadline", "ack_timeout", "created_at", "updated_at",
                      "attempt_count", "attempts"],
         "properties": {
             "id": {"type": "integer"}, "recipient_id": {"type": "integer"}, "text": {"type": "string"},
             "subject": {"type": ["string", "null"]}, "chain": {"type": "array", "items": _CHANNEL},
             "status": {"type": "string", "enum": [str(s) for s in Status]},
+            "priority": _PRIORITY,
             "idempotency_key": {"type": ["string", "null"]},
             "channel": {"type": ["string", "null"], "enum": [*CHANNELS, None],
                         "description": "The channel that delivered it, else the one being tried."},
@@ -127,12 +140,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Recipient": {
         "type": "object",
         "required": ["id", "name", "email", "phone", "telegram_chat_id", "opt_out", "telegram_blocked",
-                     "telegram_state", "created_at"],
+                     "telegram_state", "timezone", "quiet_hours", "created_at"],
         "properties": {
             "id": {"type": "integer"}, "name": {"type": "string"}, "email": {"type": ["string", "null"]},
             "phone": {"type": ["string", "null"]}, "telegram_chat_id": {"type": ["integer", "null"]},
             "opt_out": {"type": "array", "items": _CHANNEL}, "telegram_blocked": {"type": "boolean"},
             "telegram_state": {"type": "string", "enum": ["linked", "not linked", "opted out", "blocked"]},
+            "timezone": {"type": "string"}, "quiet_hours": {"type": ["string", "null"]},
             "created_at": _TIME,
         },
     },

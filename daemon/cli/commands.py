@@ -50,7 +50,8 @@ def _socket_path(args: argparse.Namespace, config: Config) -> Path:
 async def cmd_send(client: DaemonClient, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"recipient_id": args.to, "message": args.message}
     for key, value in (("subject", args.subject), ("chain", args.chain), ("idempotency_key", args.key),
-                       ("ack_timeout", args.ack_timeout), ("expires_in", args.expires_in)):
+                       ("ack_timeout", args.ack_timeout), ("expires_in", args.expires_in),
+                       ("priority", args.priority)):
         if value is not None:
             params[key] = value
     result = await client.call("send", **params)
@@ -161,7 +162,8 @@ async def cmd_watch(client: DaemonClient, args: argparse.Namespace) -> int:
 
 def _recipient_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The recipient fields given on the command line (``recipient add`` and ``update``)."""
-    given = {"name": args.name, "email": args.email, "phone": args.phone, "telegram_chat_id": args.telegram_chat_id}
+    given = {"name": args.name, "email": args.email, "phone": args.phone, "telegram_chat_id": args.telegram_chat_id,
+             "timezone": args.timezone, "quiet_hours": args.quiet_hours}
     return {k: v for k, v in given.items() if v is not None}
 
 
