@@ -183,6 +183,20 @@ class Service:
         self.events.publish("recipient.opted_out" if opted_out else "recipient.opted_in", recipient.telegram_event())
         return recipient, True
 
+    async def set_own_quiet_hours(self, chat_id: int, field: str, value: str) -> Recipient | None:
+        """``/quiet 22:00-07:00``, ``/quiet off`` and ``/timezone Europe/Moscow`` from the person's own chat:
+        ``field`` is ``quiet_hours`` or ``timezone``; None when the chat is not linked, ValidationError
+        (naming the field) when the value is refused."""
+        if field not in ("quiet_hours", "timezone"):
+            raise ValueError(f"not a setting a chat may change: {field}")
+        recipient = await self.store.get_recipient_by_chat(chat_id)
+        if recipient is None:
+            return None
+        fields = validation.recipient_fields({field: value}, partial=True)
+        recipient = await self.store.update_recipient(recipient.id, fields)
+        self.events.publish("recipient.updated", recipient.to_json())
+        return recipient
+
     async def set_telegram_blocked(self, chat_id: int, blocked: bool) -> Recipient | None:
         """The user blocked the bot (``my_chat_member`` kicked) or is back (member, ``/start``)."""
         recipient = await self.store.get_recipient_by_chat(chat_id)
