@@ -126,7 +126,7 @@ async def test_a_deep_link_links_the_chat_that_opens_it_and_notifications_then_a
     assert chat_texts(suite, ANN_CHAT)[-1] == "Backup finished"
     # the command list went to Telegram at start, so clients offer it
     (commands,) = suite.telegram.commands.values()
-    assert [c["command"] for c in commands] == ["start", "status", "stop", "resume", "help"]
+    assert [c["command"] for c in commands] == ["start", "status", "stop", "resume", "quiet", "timezone", "help"]
 
 
 async def test_a_link_works_once_and_a_second_chat_is_refused(daemon: RunningDaemon, suite: SimulatorSuite) -> None:

@@ -135,7 +135,7 @@ async def test_fnotify_check_reaches_postgres_and_reads_its_schema_version_witho
     store = PostgresStore(config.storage.postgres)  # type: ignore[arg-type]
     await store.open()
     await store.close()
-    assert storage_row(await run_checks(config)).detail.endswith(", schema version 1")
+    assert storage_row(await run_checks(config)).detail.endswith(", schema version 2")
 
     closed = make_config(short_tmp, storage={"url": f"postgresql://fn:{SECRET}@127.0.0.1:{free_port()}/x"})
     row = storage_row(await run_checks(closed))
