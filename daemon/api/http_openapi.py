@@ -41,8 +41,6 @@ _ID = {"type": "integer", "minimum": 1, "maximum": INT64_MAX}
 _TIME = {"type": "string", "format": "date-time"}
 _CHANNEL = {"type": "string", "enum": CHANNELS}
 _CHAIN = {"type": "array", "items": _CHANNEL, "minItems": 1, "uniqueItems": True}
-_HHMM = "([01][0-9]|2[0-3]):[0-5][0-9]"
-_WINDOW = f"^({_HHMM}-{_HHMM}|off)?$"
 _RECIPIENT_FIELDS: dict[str, Any] = {
     "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": NOT_BLANK},
     "email": {"type": ["string", "null"], "description": "An address; empty or null: none."},
@@ -53,7 +51,7 @@ _RECIPIENT_FIELDS: dict[str, Any] = {
                 "description": "Channels this recipient refuses."},
     "timezone": {"type": ["string", "null"], "maxLength": 64,
                  "description": "IANA time zone quiet hours are read in, e.g. Europe/Moscow; empty or null: UTC."},
-    "quiet_hours": {"type": ["string", "null"], "pattern": _WINDOW,
+    "quiet_hours": {"type": ["string", "null"], "maxLength": 32,
                     "description": "Daily window HH:MM-HH:MM on the recipient's clock (22:00-07:00 crosses"
                                    " midnight): below-high notifications are held until it ends. off, empty or"
                                    " null: none."},
