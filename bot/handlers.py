@@ -27,6 +27,7 @@ from bot.links import is_start_payload
 from daemon.api.requests import INT64_MAX
 from daemon.api.service import Service
 from daemon.channels.telegram import ACK_PREFIX
+from daemon.core.errors import ValidationError
 from daemon.core.store import AckOutcome, LinkOutcome, LinkRedemption
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ def build_router() -> Router:
     router.message.register(stop, Command("stop"))
     router.message.register(resume, Command("resume"))
     router.message.register(status, Command("status"))
+    router.message.register(quiet, Command("quiet"))
+    router.message.register(timezone, Command("timezone"))
     router.message.register(help_, Command("help"))
     router.message.register(anything_else, F.chat.type == "private")
     router.my_chat_member.register(blocked, ChatMemberUpdatedFilter(member_status_changed=KICKED))
@@ -120,6 +123,32 @@ async def resume(message: Message, service: Service) -> None:
 async def status(message: Message, service: Service) -> None:
     recipient = await service.recipient_for_chat(message.chat.id)
     await message.answer(texts.NOT_LINKED if recipient is None else texts.status(recipient))
+
+
+async def quiet(message: Message, command: CommandObject, service: Service) -> None:
+    """``/quiet 22:00-07:00`` or ``/quiet off``: the person sets their own quiet hours."""
+    await _own_setting(message, service, "quiet_hours", command.args)
+
+
+async def timezone(message: Message, command: CommandObject, service: Service) -> None:
+    """``/timezone Europe/Moscow``: the clock the quiet hours are read on."""
+    await _own_setting(message, service, "timezone", command.args)
+
+
+async def _own_setting(message: Message, service: Service, field: str, args: str | None) -> None:
+    if not args or not args.strip():
+        await message.answer(texts.QUIET_USAGE if field == "quiet_hours" else texts.TIMEZONE_USAGE)
+        return
+    try:
+        recipient = await service.set_own_quiet_hours(message.chat.id, field, args.strip())
+    except ValidationError as exc:
+        await message.answer(texts.SETTING_REFUSED.format(reason=exc.reason))
+        return
+    if recipient is None:
+        await message.answer(texts.NOT_LINKED)
+        return
+    log.info("Telegram chat %d (recipient %d) set its %s", message.chat.id, recipient.id, field)
+    await message.answer(texts.quiet_hours(recipient))
 
 
 async def help_(message: Message) -> None:

@@ -9,6 +9,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("status", "which recipient this chat is linked to, which channels are on"),
     ("stop", "pause notifications on Telegram"),
     ("resume", "turn Telegram notifications back on"),
+    ("quiet", "quiet hours, e.g. /quiet 22:00-07:00, or /quiet off"),
+    ("timezone", "your time zone, e.g. /timezone Europe/Moscow"),
     ("help", "what this bot does"),
 )
 """Registered with setMyCommands so Telegram clients offer them."""
@@ -19,6 +21,8 @@ HELP = (
     "/status - which recipient this chat is linked to, which channels are on\n"
     "/stop - pause notifications on Telegram (email and SMS carry on)\n"
     "/resume - turn them back on\n"
+    "/quiet 22:00-07:00 - hold all but urgent notifications overnight (/quiet off: no quiet hours)\n"
+    "/timezone Europe/Moscow - the time zone your quiet hours are in\n"
     "/help - this message\n\n"
     "To link this chat, open the personal link your operator gave you."
 )
@@ -48,6 +52,9 @@ ALREADY_STOPPED = "Notifications on Telegram are already paused. /resume turns t
 RESUMED = "🔔 Back on: notifications come here again."
 ALREADY_RESUMED = "Notifications on Telegram are already on."
 UNKNOWN_MESSAGE = "I only understand commands. /help lists them."
+QUIET_USAGE = "Send /quiet 22:00-07:00 to hold all but urgent notifications in that window, or /quiet off."
+TIMEZONE_USAGE = "Send /timezone followed by your time zone, e.g. /timezone Europe/Moscow."
+SETTING_REFUSED = "Sorry, that did not work, so nothing changed: {reason}"
 
 ACK_DONE = "✅ Acknowledged: no further channels will be tried."
 ACK_SUFFIX = "\n\n✅ Acknowledged"
@@ -64,6 +71,14 @@ def telegram_state(recipient: Recipient) -> str:
     return "Telegram: on"
 
 
+def quiet_hours(recipient: Recipient) -> str:
+    """The answer to ``/quiet`` and ``/timezone``: the settings now in force."""
+    if recipient.quiet_hours is None:
+        return f"🔔 No quiet hours: notifications come at any time. Time zone: {recipient.timezone}."
+    return (f"🌙 Quiet hours {recipient.quiet_hours} ({recipient.timezone}): notifications that are not urgent "
+            "wait until they end.")
+
+
 def status(recipient: Recipient) -> str:
     """``/status``: the recipient and each channel, as the chat's owner may see them."""
     lines = [f"This chat is linked to {recipient.name} (recipient {recipient.id}).", telegram_state(recipient)]
@@ -76,4 +91,6 @@ def status(recipient: Recipient) -> str:
         else:
             state = "on"
         lines.append(f"{'Email' if channel is Channel.EMAIL else 'SMS'}: {state}")
+    if recipient.quiet_hours is not None:
+        lines.append(f"Quiet hours: {recipient.quiet_hours} ({recipient.timezone})")
     return "\n".join(lines)

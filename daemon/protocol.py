@@ -58,10 +58,12 @@ class Channel(StrEnum):
 
 
 class Status(StrEnum):
-    """Lifecycle of a notification: queued -> sending -> a final state."""
+    """Lifecycle of a notification: queued -> sending -> a final state; ``held`` waits out the
+    recipient's quiet hours (due again at their end), then goes on as ``sending``."""
 
     QUEUED = "queued"
     SENDING = "sending"
+    HELD = "held"
     DELIVERED = "delivered"
     ACKNOWLEDGED = "acknowledged"
     FAILED = "failed"
@@ -80,6 +82,32 @@ FINAL_STATUSES = frozenset(
 )
 SUCCESS_STATUSES = frozenset({Status.DELIVERED, Status.ACKNOWLEDGED})
 REDRIVABLE_STATUSES = frozenset({Status.FAILED, Status.EXPIRED})  # what the ``retry`` op accepts
+
+
+class Priority(StrEnum):
+    """How urgent a notification is: ``high`` and ``critical`` are not held by quiet hours, and a
+    backlog is claimed higher priority first."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """0 (low) .. 3 (critical): what the stores keep and order claims by."""
+        return _PRIORITY_ORDER.index(self)
+
+    @classmethod
+    def from_rank(cls, rank: int) -> Priority:
+        return _PRIORITY_ORDER[rank]
+
+    @property
+    def bypasses_quiet_hours(self) -> bool:
+        return self.rank >= _PRIORITY_ORDER.index(Priority.HIGH)
+
+
+_PRIORITY_ORDER = (Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.CRITICAL)
 
 
 class Outcome(StrEnum):
@@ -150,6 +178,7 @@ class NotificationSummaryJSON(TypedDict):
     subject: str | None
     chain: list[str]
     status: str
+    priority: str  # low / normal / high / critical
     idempotency_key: str | None
     channel: str | None  # the channel that delivered, or the one being tried
     next_attempt_at: str | None
@@ -179,6 +208,8 @@ class RecipientJSON(TypedDict):
     opt_out: list[str]
     telegram_blocked: bool
     telegram_state: str  # linked / not linked / opted out / blocked
+    timezone: str  # IANA name, e.g. Europe/Moscow; quiet hours are read on its wall clock
+    quiet_hours: str | None  # "22:00-07:00" (may cross midnight), or None: never quiet
     created_at: str
 
 

@@ -127,7 +127,7 @@ async def test_a_deep_link_links_the_chat_that_opens_it_and_notifications_then_a
     assert chat_texts(suite, ANN_CHAT)[-1] == "Backup finished"
     # the command list went to Telegram at start, so clients offer it
     (commands,) = suite.telegram.commands.values()
-    assert [c["command"] for c in commands] == ["start", "status", "stop", "resume", "help"]
+    assert [c["command"] for c in commands] == ["start", "status", "stop", "resume", "quiet", "timezone", "help"]
 
 
 async def test_a_link_works_once_and_a_second_chat_is_refused(daemon: RunningDaemon, suite: SimulatorSuite) -> None:
@@ -441,3 +441,40 @@ async def test_forged_ack_data_is_answered_as_unknown_and_changes_nothing(
     assert suite.telegram.callback_answers[-1]["text"] == texts.ACK_UNKNOWN  # not the "went wrong" apology
     assert "Telegram update" not in caplog.text  # no handler error
     assert (await daemon.call("show", id=sent["id"]))["status"] == "sending"
+
+
+async def test_quiet_and_timezone_set_the_persons_own_quiet_hours_and_hold_what_is_not_urgent(
+    daemon: RunningDaemon, suite: SimulatorSuite
+) -> None:
+    assert await say(suite, EVE_CHAT, "/quiet 22:00-07:00") == texts.NOT_LINKED
+    ann = await linked(daemon, suite, "Ann", ANN_CHAT)
+    assert "Europe/Moscow" in await say(suite, ANN_CHAT, "/timezone Europe/Moscow")
+    # a window around the present moment in Moscow, so the next send comes due inside it
+    moscow_now = datetime.now(UTC) + timedelta(hours=3)
+    window = f"{moscow_now - timedelta(hours=1):%H:%M}-{moscow_now + timedelta(hours=1):%H:%M}"
+    assert (await say(suite, ANN_CHAT, f"/quiet {window}")).startswith(f"🌙 Quiet hours {window} (Europe/Moscow)")
+    shown = await daemon.call("recipient.show", id=ann)
+    assert (shown["timezone"], shown["quiet_hours"]) == ("Europe/Moscow", window)
+    assert f"Quiet hours: {window} (Europe/Moscow)" in await say(suite, ANN_CHAT, "/status")
+
+    refused = await say(suite, ANN_CHAT, "/quiet 25:00-07:00")
+    assert refused.startswith("Sorry, that did not work, so nothing changed") and "hours run 00..23" in refused
+    assert "unknown time zone 'Mars/Base'" in await say(suite, ANN_CHAT, "/timezone Mars/Base")
+    assert (await daemon.call("recipient.show", id=ann))["quiet_hours"] == window  # nothing lost
+
+    before = len(suite.telegram.messages_to(ANN_CHAT))
+    held = await daemon.call("send", recipient_id=ann, message="nightly report")
+
+    async def is_held() -> bool:
+        return (await daemon.call("show", id=held["id"]))["status"] == "held"
+
+    await eventually(is_held)
+    entry = (await daemon.call("show", id=held["id"]))["attempts"][0]
+    assert entry["outcome"] == "skipped"
+    assert entry["error"] == f"quiet hours until {window[-5:]} Europe/Moscow"
+    urgent = await deliver(daemon, ann, message="db-1 is down", priority="critical")
+    assert urgent["status"] == "delivered" and log_of(urgent) == [("telegram", "delivered")]
+    assert [m.text for m in suite.telegram.messages_to(ANN_CHAT)[before:]] == ["db-1 is down"]
+
+    assert (await say(suite, ANN_CHAT, "/quiet off")).startswith("🔔 No quiet hours")
+    assert (await daemon.call("recipient.show", id=ann))["quiet_hours"] is None

@@ -122,7 +122,7 @@ def test_the_message_column_gets_what_the_terminal_has_left() -> None:
     rows = [{"id": 1234, "_time": "09:30:00"}]
     narrow = plan_columns(80, rows, ["Alice"])
     wide = plan_columns(200, rows, ["Alice"])
-    assert [c.key for c in narrow] == ["time", "to", "channel", "status", "tries", "message"]
+    assert [c.key for c in narrow] == ["time", "to", "channel", "status", "priority", "tries", "message"]
     assert [c.key for c in wide][:2] == ["time", "id"]
     assert sum(c.width + 2 for c in narrow) + 2 <= 80 and wide[-1].width > 100
 
@@ -133,3 +133,11 @@ def test_a_qr_code_is_drawn_two_rows_per_line_with_half_blocks() -> None:
     assert len(lines) == (len(matrix) + 1) // 2 and all(len(line) == len(matrix[0]) for line in lines)
     assert set("".join(lines)) <= {"█", "▀", "▄", " "}
     assert half_block_lines([[True, False], [True, True], [False, True]]) == ["█▄", " ▀"]
+
+
+def test_the_table_shows_held_and_the_priority_of_each_row() -> None:
+    from tui.formatting import priority_text, status_text
+
+    assert status_text("held").plain == "☾ held"
+    assert [priority_text(p).plain for p in ("low", "normal", "high", "critical", None)] == \
+        ["low", "-", "high", "crit", "-"]

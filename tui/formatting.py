@@ -16,11 +16,12 @@ from datetime import datetime, tzinfo
 
 from rich.text import Text
 
-from daemon.protocol import AttemptJSON, Outcome, Status, visible
+from daemon.protocol import AttemptJSON, Outcome, Priority, Status, visible
 
 STATUS_STYLES: dict[str, tuple[str, str]] = {  # status -> (icon, style)
     Status.QUEUED: ("·", "cyan"),
     Status.SENDING: ("⋯", "yellow"),
+    Status.HELD: ("☾", "blue"),  # waiting out the recipient's quiet hours
     Status.DELIVERED: ("✓", "green"),
     Status.ACKNOWLEDGED: ("✓", "bold green"),
     Status.FAILED: ("✗", "bold red"),
@@ -51,6 +52,19 @@ def shown(value: object, *, keep_newlines: bool = False) -> str:
 def plain(value: object, style: str = "", *, keep_newlines: bool = False) -> Text:
     """``value`` as ``Text`` (never parsed as markup), control and bidi characters as escapes."""
     return Text(shown(value, keep_newlines=keep_newlines), style=style)
+
+
+PRIORITY_STYLES: dict[str, tuple[str, str]] = {  # priority -> (4-cell label, style); normal stays quiet
+    Priority.LOW: ("low", "bright_black"),
+    Priority.NORMAL: ("-", "bright_black"),
+    Priority.HIGH: ("high", "yellow"),
+    Priority.CRITICAL: ("crit", "bold red"),
+}
+
+
+def priority_text(priority: str | None) -> Text:
+    label, style = PRIORITY_STYLES.get(priority or Priority.NORMAL, (priority or "-", ""))
+    return Text(label, style=style)
 
 
 def status_text(status: str | None) -> Text:

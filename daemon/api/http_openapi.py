@@ -22,7 +22,7 @@ from daemon.api.requests import (
     Request,
     SendRequest,
 )
-from daemon.core.models import Channel, Outcome, Status
+from daemon.core.models import Channel, Outcome, Priority, Status
 
 CHANNELS = [str(c) for c in Channel]
 REQUEST_BODIES: dict[str, type[Request]] = {
@@ -43,6 +43,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 _TIME = {"type": "string", "format": "date-time"}
 _CHANNEL = {"type": "string", "enum": CHANNELS}
+_PRIORITY = {"type": "string", "enum": [str(p) for p in Priority]}
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     **{name: model.model_json_schema() for name, model in REQUEST_BODIES.items()},
@@ -61,13 +62,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "Notification": {
         "type": "object",
-        "required": ["id", "recipient_id", "text", "subject", "chain", "status", "idempotency_key", "channel",
+        "required": ["id", "recipient_id", "text", "subject", "chain", "status", "priority", "idempotency_key",
+                     "channel",
                      "next_attempt_at", "deadline", "ack_timeout", "created_at", "updated_at",
                      "attempt_count", "attempts"],
         "properties": {
             "id": {"type": "integer"}, "recipient_id": {"type": "integer"}, "text": {"type": "string"},
             "subject": {"type": ["string", "null"]}, "chain": {"type": "array", "items": _CHANNEL},
             "status": {"type": "string", "enum": [str(s) for s in Status]},
+            "priority": _PRIORITY,
             "idempotency_key": {"type": ["string", "null"]},
             "channel": {"type": ["string", "null"], "enum": [*CHANNELS, None],
                         "description": "The channel that delivered it, else the one being tried."},
@@ -94,12 +97,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Recipient": {
         "type": "object",
         "required": ["id", "name", "email", "phone", "telegram_chat_id", "opt_out", "telegram_blocked",
-                     "telegram_state", "created_at"],
+                     "telegram_state", "timezone", "quiet_hours", "created_at"],
         "properties": {
             "id": {"type": "integer"}, "name": {"type": "string"}, "email": {"type": ["string", "null"]},
             "phone": {"type": ["string", "null"]}, "telegram_chat_id": {"type": ["integer", "null"]},
             "opt_out": {"type": "array", "items": _CHANNEL}, "telegram_blocked": {"type": "boolean"},
             "telegram_state": {"type": "string", "enum": ["linked", "not linked", "opted out", "blocked"]},
+            "timezone": {"type": "string"}, "quiet_hours": {"type": ["string", "null"]},
             "created_at": _TIME,
         },
     },

@@ -21,9 +21,11 @@ from daemon.api.requests import (
     BackupRequest,
     ById,
     ListRequest,
+    RecipientChanges,
     RecipientCreate,
     RecipientUpdate,
     SendRequest,
+    parse,
 )
 from daemon.api.sandbox import private_tmp_dirs
 from daemon.config import Config
@@ -114,8 +116,10 @@ class Service:
     async def add_recipient(self, request: RecipientCreate) -> Recipient:
         recipient = await self.store.add_recipient(request.name, request.email, request.phone,
                                                    request.telegram_chat_id)
-        if request.opt_out:
-            recipient = await self.store.update_recipient(recipient.id, {"opt_out": request.opt_out})
+        later = {k: v for k, v in (("opt_out", request.opt_out), ("timezone", request.timezone),
+                                   ("quiet_hours", request.quiet_hours)) if v}
+        if later:  # not add_recipient's arguments: set at once after it, as an update
+            recipient = await self.store.update_recipient(recipient.id, later)
         self.events.publish("recipient.added", recipient.to_json())
         return recipient
 
@@ -176,6 +180,20 @@ class Service:
         self.events.publish("recipient.opted_out" if opted_out else "recipient.opted_in", recipient.telegram_event())
         return recipient, True
 
+    async def set_own_quiet_hours(self, chat_id: int, field: str, value: str) -> Recipient | None:
+        """``/quiet 22:00-07:00``, ``/quiet off`` and ``/timezone Europe/Moscow`` from the person's own chat:
+        ``field`` is ``quiet_hours`` or ``timezone``; None when the chat is not linked, ValidationError
+        (naming the field) when the value is refused."""
+        if field not in ("quiet_hours", "timezone"):
+            raise ValueError(f"not a setting a chat may change: {field}")
+        recipient = await self.store.get_recipient_by_chat(chat_id)
+        if recipient is None:
+            return None
+        fields = parse(RecipientChanges, {field: value}).changes()
+        recipient = await self.store.update_recipient(recipient.id, fields)
+        self.events.publish("recipient.updated", recipient.to_json())
+        return recipient
+
     async def set_telegram_blocked(self, chat_id: int, blocked: bool) -> Recipient | None:
         """The user blocked the bot (``my_chat_member`` kicked) or is back (member, ``/start``)."""
         recipient = await self.store.get_recipient_by_chat(chat_id)
@@ -208,7 +226,7 @@ class Service:
             "paused": self.engine.paused,
             "storage": self.store.location,  # a path, or the PostgreSQL URL without its password
             "counts": counts,
-            "queue_depth": counts.get("queued", 0) + counts.get("sending", 0),
+            "queue_depth": counts.get("queued", 0) + counts.get("sending", 0) + counts.get("held", 0),
             "channels": {str(c): c in self.engine.channels for c in Channel},
             "subscribers": self.events.subscriber_count,
             "retry": dataclasses.asdict(self.engine.policy),  # the policy in force, after any SIGHUP

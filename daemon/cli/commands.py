@@ -46,7 +46,8 @@ def say(text: str, *, file: TextIO | None = None) -> None:
 def cmd_send(client: BlockingClient, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"recipient_id": args.to, "message": args.message}
     for key, value in (("subject", args.subject), ("chain", args.chain), ("idempotency_key", args.key),
-                       ("ack_timeout", args.ack_timeout), ("expires_in", args.expires_in)):
+                       ("ack_timeout", args.ack_timeout), ("expires_in", args.expires_in),
+                       ("priority", args.priority)):
         if value is not None:
             params[key] = value
     result = client.call("send", **params)
@@ -161,7 +162,8 @@ def cmd_watch(client: BlockingClient, args: argparse.Namespace) -> int:
 
 def _recipient_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The recipient fields given on the command line (``recipient add`` and ``update``)."""
-    given = {"name": args.name, "email": args.email, "phone": args.phone, "telegram_chat_id": args.telegram_chat_id}
+    given = {"name": args.name, "email": args.email, "phone": args.phone, "telegram_chat_id": args.telegram_chat_id,
+             "timezone": args.timezone, "quiet_hours": args.quiet_hours}
     return {k: v for k, v in given.items() if v is not None}
 
 

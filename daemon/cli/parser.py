@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ask for an acknowledgement in Telegram; escalate if none within SECONDS (at most ten years)")
     p.add_argument("--expires-in", type=seconds, metavar="SECONDS",
                    help="give up if not delivered within SECONDS (at most ten years)")
+    p.add_argument("--priority", choices=["low", "normal", "high", "critical"],
+                   help="default normal; high and critical are not held by the recipient's quiet hours")
     p.add_argument("--wait", action="store_true", help="block until the notification is final")
     p.add_argument("--timeout", type=seconds, default=600.0, metavar="S", help="with --wait: give up after S seconds")
     _json(p)
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(command="show")
 
     p = sub.add_parser("list", help="recent notifications, newest first")
-    p.add_argument("--status", help="queued, sending, delivered, failed, cancelled, ...")
+    p.add_argument("--status", help="queued, sending, held, delivered, failed, cancelled, ...")
     p.add_argument("--recipient", type=int, metavar="ID", help="only this recipient's")
     p.add_argument("--limit", type=int, default=None, help="how many (default 50)")
     _json(p)
@@ -110,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_hours_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timezone", metavar="ZONE", help="IANA time zone quiet hours are read in, e.g. Europe/Moscow "
+                   "(default UTC)")
+    p.add_argument("--quiet-hours", metavar="HH:MM-HH:MM", help="hold below-high notifications in this daily "
+                   "window, e.g. 22:00-07:00 (may cross midnight); off for none")
+
+
 def _recipient_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rp = sub.add_parser("recipient", help="manage recipients (add, list, update, remove, link)")
     rsub = rp.add_subparsers(title="recipient commands", metavar="COMMAND")
@@ -119,6 +128,7 @@ def _recipient_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--email")
     p.add_argument("--phone", help="E.164, e.g. +14155550100")
     p.add_argument("--telegram-chat-id", type=int, metavar="CHAT_ID")
+    _quiet_hours_options(p)
     _json(p)
     p.set_defaults(command="recipient_add")
 
@@ -133,6 +143,7 @@ def _recipient_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--phone")
     p.add_argument("--telegram-chat-id", type=int, metavar="CHAT_ID")
     p.add_argument("--opt-out", metavar="CHANNELS", help="comma-separated channels to skip ('' for none)")
+    _quiet_hours_options(p)
     _json(p)
     p.set_defaults(command="recipient_update")
 

@@ -50,13 +50,16 @@ def notification(n: dict[str, Any]) -> str:
     lines = [
         f"notification {n['id']} -> recipient {n['recipient_id']}: {n['status'].upper()}",
         f"  chain:   {' -> '.join(n['chain'])}",
+        f"  priority: {n.get('priority', 'normal')}",
         f"  created: {n['created_at']}",
     ]
     if n.get("subject"):
         lines.append(f"  subject: {visible(n['subject'])}")
     if n.get("idempotency_key"):
         lines.append(f"  key:     {visible(n['idempotency_key'])}")
-    if n.get("next_attempt_at") and n["status"] in ("queued", "sending"):
+    if n.get("next_attempt_at") and n["status"] == "held":
+        lines.append(f"  held until: {n['next_attempt_at']} (the recipient's quiet hours)")
+    elif n.get("next_attempt_at") and n["status"] in ("queued", "sending"):
         lines.append(f"  next attempt: {n['next_attempt_at']}")
     # a multi-line message keeps its lines, indented, so none of them can pass for a line of ours
     lines.append("  message: " + "\n           ".join(visible(line) for line in n["text"].split("\n")))
@@ -67,18 +70,20 @@ def notification(n: dict[str, Any]) -> str:
 
 def notification_list(items: list[dict[str, Any]]) -> str:
     rows = [
-        [str(n["id"]), _time(n["created_at"]), str(n["recipient_id"]), n["status"], n.get("channel") or "-",
+        [str(n["id"]), _time(n["created_at"]), str(n["recipient_id"]), n["status"], n.get("priority", "normal"),
+         n.get("channel") or "-",
          str(n.get("attempt_count", len(n.get("attempts", [])))), n["text"].splitlines()[0][:40] if n["text"] else ""]
         for n in items
     ]
-    return table(["id", "time", "to", "status", "channel", "tries", "message"], rows)
+    return table(["id", "time", "to", "status", "priority", "channel", "tries", "message"], rows)
 
 
 def recipient_list(items: list[dict[str, Any]]) -> str:
     rows = [
         [str(r["id"]), r["name"], r.get("email") or "-", r.get("phone") or "-",
          str(r["telegram_chat_id"]) if r.get("telegram_chat_id") is not None else "-", r["telegram_state"],
-         ",".join(r.get("opt_out") or []) or "-"]
+         ",".join(r.get("opt_out") or []) or "-",
+         f"{r['quiet_hours']} {r.get('timezone', 'UTC')}" if r.get("quiet_hours") else "-"]
         for r in items
     ]
-    return table(["id", "name", "email", "phone", "telegram chat", "telegram", "opted out"], rows)
+    return table(["id", "name", "email", "phone", "telegram chat", "telegram", "opted out", "quiet hours"], rows)

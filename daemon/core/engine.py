@@ -360,6 +360,7 @@ class Engine:
             frozenset(channel for channel, breaker in self.breakers.items() if not breaker.allows()),
             self.policy, n.deadline, n.ack_timeout, ack_due, self.sms.receipt_timeout, receipt,
             self.sms.caps if usage is not None else None, usage, sms_segments(n.text),
+            n.priority,
         )
 
     async def _sms_usage(self, n: Notification, recipient: Recipient | None, position: int) -> SmsUsage | None:
@@ -445,6 +446,8 @@ class Engine:
 
     def _report(self, n: Notification, attempt: AttemptJSON, plan: Plan, old: Status, new: Status) -> None:
         then = f", retry in {plan.delay:.1f} s" if plan.kind is StepKind.RETRY else ""
+        if plan.kind is StepKind.HOLD:
+            then = f", held until {iso(plan.update.next_attempt_at)}"
         if plan.update.awaiting_ack:
             then = f", waiting {n.ack_timeout:g} s for an acknowledgement"
         log.info(

@@ -15,11 +15,14 @@ Before an attempt, in this order:
    (the ack wait is never cut short by the deadline; the escalation after it is what rule 2 refuses)
 2. the deadline has passed: ``skipped`` ("deadline ... passed: not tried") on the channel that
    would have been tried, and the notification is ``expired``
-3. the channel cannot serve the recipient: ``skipped`` with the reason, on to the next channel at
+3. quiet hours: a notification below ``high`` priority that comes due inside the recipient's quiet
+   hours is not tried: ``held`` (one ``skipped`` entry "quiet hours until 07:00 Europe/Moscow"), due
+   again when the window ends (or at the deadline, which then expires it: the deadline wins)
+4. the channel cannot serve the recipient: ``skipped`` with the reason, on to the next channel at
    once, without counting a try: the recipient was removed, the channel is disabled, no address
    for it, opted out of it, the bot is blocked (Telegram), or the channel is down (breaker open)
-3b. SMS over a cap (``daemon.core.sms_caps``: a per-recipient window, the daily budget): ``skipped``
-4. otherwise: send (try number ``tries + 1`` on this channel)
+4b. SMS over a cap (``daemon.core.sms_caps``: a per-recipient window, the daily budget): ``skipped``
+5. otherwise: send (try number ``tries + 1`` on this channel)
 
 After it:
 
@@ -42,8 +45,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from daemon.core import sms_caps, sms_receipt
-from daemon.core.models import AttemptRecord, Channel, NotificationUpdate, Outcome, Recipient, Status, iso
+from daemon.core import quiet_hours, sms_caps, sms_receipt
+from daemon.core.models import AttemptRecord, Channel, NotificationUpdate, Outcome, Priority, Recipient, Status, iso
 from daemon.core.sms_caps import SmsCaps, SmsUsage
 from daemon.core.sms_receipt import Receipt
 
@@ -140,6 +143,7 @@ class Situation:
     sms_caps: SmsCaps | None = None  # the caps in force, when the channel up next is SMS
     sms_usage: SmsUsage | None = None  # what was sent, as counted for those caps
     segments: int = 1  # what the SMS would cost, in segments
+    priority: Priority = Priority.NORMAL
 
     @property
     def channel(self) -> Channel:
@@ -165,6 +169,7 @@ class StepKind(StrEnum):
     EXHAUSTED = "exhausted"  # no channel left: the notification failed
     EXPIRED = "expired"  # the deadline passed before the next attempt: the notification expired
     AWAIT_RECEIPT = "await_receipt"  # SMS accepted; the attempt stays open until its delivery receipt
+    HOLD = "hold"  # inside the recipient's quiet hours: held until they end (or the deadline)
 
 
 _FINAL_STATUS = {StepKind.DONE: Status.DELIVERED, StepKind.EXHAUSTED: Status.FAILED, StepKind.EXPIRED: Status.EXPIRED}
@@ -199,6 +204,9 @@ def before_attempt(s: Situation) -> Plan | Send:
     if s.deadline is not None and s.now >= s.deadline:
         record = AttemptRecord(Outcome.SKIPPED, f"deadline {iso(s.deadline)} passed: not tried")
         return _final(s, StepKind.EXPIRED, record, s.tries, s.now)
+    held = _quiet_hold(s)
+    if held is not None:
+        return held
     reason = unavailable(s.channel, s.recipient, s.enabled, s.down)
     if reason is not None or s.recipient is None:
         return _move_on(s, Outcome.SKIPPED, reason or RECIPIENT_REMOVED, s.tries, s.now)
@@ -245,6 +253,27 @@ def after_attempt(s: Situation, result: AttemptResult, now: datetime, sent_at: d
     if result.kind is ResultKind.TRANSIENT:
         error = _with_note(error, f"giving up on this channel after {tries} tries")
     return _move_on(s, Outcome.FAILED, error, tries, now, sent_at, block_recipient=result.blocked)
+
+
+def _quiet_hold(s: Situation) -> Plan | None:
+    """Held until the recipient's quiet hours end, or None: not quiet, or urgent enough to go at once.
+    The recipient's zone and window were validated when set; a stored one that no longer parses (a zone
+    removed from tzdata) holds nothing rather than holding forever."""
+    r = s.recipient
+    if r is None or r.quiet_hours is None or s.priority.bypasses_quiet_hours:
+        return None
+    try:
+        window, zone = quiet_hours.parse_window(r.quiet_hours), quiet_hours.parse_timezone(r.timezone)
+    except ValueError:
+        return None
+    until = quiet_hours.quiet_until(window, zone, s.now)
+    if until is None:
+        return None
+    # due at the deadline at the latest: rule 2 then expires it on time rather than at the window's end
+    due = until if s.deadline is None or until <= s.deadline else s.deadline
+    record = AttemptRecord(Outcome.SKIPPED, quiet_hours.describe_hold(until, r.timezone, zone))
+    update = NotificationUpdate(Status.HELD, s.position, s.tries, due)
+    return Plan(StepKind.HOLD, s.channel, record, update, s.now)
 
 
 def unavailable(channel: Channel, recipient: Recipient | None, enabled: frozenset[Channel],

@@ -15,6 +15,7 @@ from daemon.protocol import FINAL_STATUSES as FINAL_STATUSES
 from daemon.protocol import AttemptJSON, NotificationJSON, NotificationSummaryJSON, RecipientJSON, RecipientTelegramData
 from daemon.protocol import Channel as Channel
 from daemon.protocol import Outcome as Outcome
+from daemon.protocol import Priority as Priority
 from daemon.protocol import Status as Status
 
 MAX_WAIT = timedelta(days=3653)
@@ -50,6 +51,8 @@ class Recipient:
     opt_out: frozenset[Channel] = frozenset()
     telegram_blocked: bool = False
     created_at: datetime = field(default_factory=utcnow)
+    timezone: str = "UTC"  # IANA name: the wall clock quiet hours are read on
+    quiet_hours: str | None = None  # "22:00-07:00", normalised; None: never quiet
 
     @property
     def telegram_state(self) -> str:
@@ -83,6 +86,8 @@ class Recipient:
             "opt_out": sorted(self.opt_out),
             "telegram_blocked": self.telegram_blocked,
             "telegram_state": self.telegram_state,
+            "timezone": self.timezone,
+            "quiet_hours": self.quiet_hours,
             "created_at": iso_at(self.created_at),
         }
 
@@ -134,6 +139,7 @@ class Notification:
     deadline: datetime | None = None
     ack_timeout: float | None = None
     attempts: tuple[Attempt, ...] = ()
+    priority: Priority = Priority.NORMAL
 
     @property
     def current_channel(self) -> Channel | None:
@@ -151,6 +157,7 @@ class Notification:
             "subject": self.subject,
             "chain": [str(c) for c in self.chain],
             "status": str(self.status),
+            "priority": str(self.priority),
             "idempotency_key": self.idempotency_key,
             "channel": str(delivered_by or self.current_channel or "") or None,
             "next_attempt_at": iso(self.next_attempt_at),
@@ -177,6 +184,7 @@ class NewNotification:
     deadline: datetime | None = None
     ack_timeout: float | None = None
     expires_in: float | None = None  # as sent (it set ``deadline``): what a retry with the same key repeats
+    priority: Priority = Priority.NORMAL
 
 
 @dataclass(frozen=True, slots=True)

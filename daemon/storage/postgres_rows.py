@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeAlias
 
-from daemon.core.models import Attempt, Channel, Notification, Outcome, Recipient, Status
+from daemon.core.models import Attempt, Channel, Notification, Outcome, Priority, Recipient, Status
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -22,6 +22,8 @@ def recipient_from_row(row: Row) -> Recipient:
         telegram_chat_id=row["telegram_chat_id"],
         opt_out=frozenset(Channel(c) for c in row["opt_out"]),
         telegram_blocked=row["telegram_blocked"],
+        timezone=row["timezone"],
+        quiet_hours=row["quiet_hours"],
         created_at=row["created_at"],
     )
 
@@ -57,4 +59,5 @@ def notification_from_row(row: Row, attempts: tuple[Attempt, ...] = ()) -> Notif
         deadline=row["deadline"],
         ack_timeout=row["ack_timeout"],
         attempts=attempts,
+        priority=Priority.from_rank(row["priority"]),
     )

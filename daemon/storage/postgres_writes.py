@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 Conn: TypeAlias = "PoolConnectionProxy[Record]"
 
 FINAL = sorted(str(s) for s in FINAL_STATUSES)
-_ACKABLE = [str(Status.QUEUED), str(Status.SENDING), str(Status.DELIVERED)]
+_ACKABLE = [str(Status.QUEUED), str(Status.SENDING), str(Status.HELD), str(Status.DELIVERED)]
 TIME_TOLERANCE = 0.001  # seconds, as the SQLite store compares (it keeps REAL timestamps)
 
 
@@ -118,12 +118,12 @@ async def insert_notification(conn: Conn, new: NewNotification, now: datetime) -
         storable(value, field)
     row = await conn.fetchrow(
         "INSERT INTO notifications (recipient_id, text, subject, chain, status, idempotency_key,"
-        " next_attempt_at, deadline, ack_timeout, created_at, updated_at)"
-        " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $7, $7"
+        " next_attempt_at, deadline, ack_timeout, created_at, updated_at, priority)"
+        " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $7, $7, $10"
         " WHERE EXISTS (SELECT 1 FROM recipients WHERE id = $1 FOR KEY SHARE)"
         " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
         new.recipient_id, new.text, new.subject, [str(c) for c in new.chain], str(Status.QUEUED),
-        new.idempotency_key, now, new.deadline, new.ack_timeout,
+        new.idempotency_key, now, new.deadline, new.ack_timeout, new.priority.rank,
     )
     if row is not None:
         return row
@@ -149,6 +149,7 @@ def payload_differences(row: Record, new: NewNotification) -> list[str]:
         ("subject", row["subject"], new.subject),
         ("chain", list(row["chain"]), [str(c) for c in new.chain]),
         ("ack_timeout", row["ack_timeout"], new.ack_timeout),
+        ("priority", row["priority"], new.priority.rank),
     ) if stored != given]
     deadline: datetime | None = row["deadline"]
     if new.expires_in is not None:
@@ -180,7 +181,7 @@ async def set_status_if(
 
 
 async def cancel(conn: Conn, notification_id: int, now: datetime) -> None:
-    await set_status_if(conn, notification_id, now, [str(Status.QUEUED), str(Status.SENDING)],
+    await set_status_if(conn, notification_id, now, [str(Status.QUEUED), str(Status.SENDING), str(Status.HELD)],
                         f"status = '{Status.CANCELLED}', next_attempt_at = NULL", "cancel")
 
 

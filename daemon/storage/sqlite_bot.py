@@ -18,7 +18,7 @@ from daemon.core.store import AckOutcome, LinkOutcome
 LINK_TOKEN_RETENTION = 30 * 86_400.0
 """Seconds an expired or used token is kept, so that opening it says "expired" / "used", not "unknown"."""
 
-_ACKABLE = (str(Status.QUEUED), str(Status.SENDING), str(Status.DELIVERED))
+_ACKABLE = (str(Status.QUEUED), str(Status.SENDING), str(Status.HELD), str(Status.DELIVERED))
 
 
 def token_hash(token: str) -> str:

@@ -133,7 +133,7 @@ def claim(
     rows = conn.execute(
         "UPDATE notifications SET claimed_by = ?, lease_until = ?, updated_at = ? WHERE id IN ("
         " SELECT id FROM notifications WHERE next_attempt_at <= ? AND claimed_by IS NULL"
-        " ORDER BY next_attempt_at LIMIT ?) RETURNING *",
+        " ORDER BY priority DESC, next_attempt_at LIMIT ?) RETURNING *",
         (owner, lease_until, ts, ts, limit),
     ).fetchall()
     return rows, taken

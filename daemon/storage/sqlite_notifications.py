@@ -32,8 +32,8 @@ def insert_notification(conn: sqlite3.Connection, new: NewNotification, ts: floa
     # one statement: checks the recipient, inserts, and hands the row back (hops cost ~0.1 ms each)
     rows = conn.execute(
         "INSERT INTO notifications (recipient_id, text, subject, chain, status, idempotency_key,"
-        " next_attempt_at, deadline, ack_timeout, created_at, updated_at)"
-        " SELECT ?,?,?,?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM recipients WHERE id = ?) RETURNING *",
+        " next_attempt_at, deadline, ack_timeout, created_at, updated_at, priority)"
+        " SELECT ?,?,?,?,?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM recipients WHERE id = ?) RETURNING *",
         (
             new.recipient_id,
             new.text,
@@ -46,6 +46,7 @@ def insert_notification(conn: sqlite3.Connection, new: NewNotification, ts: floa
             new.ack_timeout,
             ts,
             ts,
+            new.priority.rank,
             new.recipient_id,
         ),
     ).fetchall()
@@ -68,6 +69,7 @@ def payload_differences(row: sqlite3.Row, new: NewNotification) -> list[str]:
         ("subject", row["subject"], new.subject),
         ("chain", row["chain"], ",".join(new.chain)),
         ("ack_timeout", row["ack_timeout"], new.ack_timeout),
+        ("priority", row["priority"], new.priority.rank),
     ) if stored != given]
     deadline: float | None = row["deadline"]
     if new.expires_in is not None:
@@ -99,12 +101,12 @@ def set_status_if(
 
 
 def cancel(conn: sqlite3.Connection, notification_id: int, ts: float) -> None:
-    """Cancel a queued or sending notification (Conflict when it is final)."""
+    """Cancel a queued, sending or held notification (Conflict when it is final)."""
     set_status_if(
         conn,
         notification_id,
         ts,
-        (str(Status.QUEUED), str(Status.SENDING)),
+        (str(Status.QUEUED), str(Status.SENDING), str(Status.HELD)),
         f"status = '{Status.CANCELLED}', next_attempt_at = NULL",
         "cancel",
     )

@@ -14,7 +14,8 @@ from typing import Any
 from daemon.core.errors import Conflict, NotFound
 from daemon.core.models import FINAL_STATUSES
 
-RECIPIENT_FIELDS = ("name", "email", "phone", "telegram_chat_id", "opt_out", "telegram_blocked")
+RECIPIENT_FIELDS = ("name", "email", "phone", "telegram_chat_id", "opt_out", "telegram_blocked", "timezone",
+                    "quiet_hours")
 _FINAL = ",".join(f"'{s}'" for s in sorted(FINAL_STATUSES))
 
 

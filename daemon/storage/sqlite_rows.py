@@ -7,7 +7,7 @@ import math
 import sqlite3
 from datetime import UTC, datetime
 
-from daemon.core.models import MAX_WAIT, Attempt, Channel, Notification, Outcome, Recipient, Status
+from daemon.core.models import MAX_WAIT, Attempt, Channel, Notification, Outcome, Priority, Recipient, Status
 
 
 def to_timestamp(value: datetime | None) -> float | None:
@@ -35,6 +35,8 @@ def recipient_from_row(row: sqlite3.Row) -> Recipient:
         telegram_chat_id=row["telegram_chat_id"],
         opt_out=frozenset(Channel(c) for c in row["opt_out"].split(",") if c),
         telegram_blocked=bool(row["telegram_blocked"]),
+        timezone=row["timezone"],
+        quiet_hours=row["quiet_hours"],
         created_at=datetime.fromtimestamp(row["created_at"], UTC),
     )
 
@@ -70,4 +72,5 @@ def notification_from_row(row: sqlite3.Row, attempts: tuple[Attempt, ...] = ()) 
         deadline=to_datetime(row["deadline"]),
         ack_timeout=to_seconds(row["ack_timeout"]),
         attempts=attempts,
+        priority=Priority.from_rank(row["priority"]),
     )

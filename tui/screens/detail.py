@@ -21,7 +21,7 @@ from textual.widgets import Footer, Header, Static
 from daemon.client import DaemonUnavailable, RemoteError
 from tui.base import fnotify_app
 from tui.connection import Connected, DaemonEvent
-from tui.formatting import chain_text, full_time, plain, shown, status_text
+from tui.formatting import chain_text, full_time, plain, priority_text, shown, status_text
 from tui.model import REDRIVABLE_STATUSES, TUI_KEY_PREFIX, Notification, apply_event, is_final, notification_id_of
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.attempt_timeline import AttemptTimeline
@@ -106,6 +106,10 @@ class NotificationDetailScreen(Screen[None]):
             facts.add_row("expires", full_time(n["deadline"], tz))
         if n.get("ack_timeout"):
             facts.add_row("ack", f"wanted within {n['ack_timeout']:.0f} s")
+        if n.get("priority", "normal") != "normal":
+            facts.add_row("priority", priority_text(n.get("priority")))
+        if n.get("status") == "held" and n.get("next_attempt_at"):
+            facts.add_row("held", f"until {full_time(n['next_attempt_at'], tz)} (the recipient's quiet hours)")
         self.query_one("#summary", Static).update(Group(title, facts))
         self.query_one("#message-text", Static).update(plain(n.get("text") or "", keep_newlines=True))
         self.query_one(AttemptTimeline).show(n, tz)

@@ -1,4 +1,4 @@
-"""The send form: recipient (searchable), subject, message, channel chain; errors inline.
+"""The send form: recipient (searchable), subject, message, channel chain, priority; errors inline.
 
 A send carries an idempotency key tied to the form's content, so pressing send again after a
 lost reply cannot deliver the same message twice; on success the new notification opens.
@@ -14,9 +14,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Static, TextArea
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, TextArea
 
 from daemon.client import DaemonUnavailable, RemoteError
+from daemon.protocol import Priority
 from tui.base import fnotify_app
 from tui.connection import Connected
 from tui.model import CHANNELS, TUI_KEY_PREFIX, Recipient
@@ -65,6 +66,12 @@ class SendScreen(Screen[None]):
                     yield ChainEditor(id="chain")
                     yield Static("←/→ pick · space on/off · ⇧←/⇧→ move earlier/later", classes="hint")
                     yield FieldError("chain")
+            with Horizontal(classes="form-row"):
+                yield Label("Priority", classes="row-label")
+                with Vertical(classes="row-body"):
+                    yield Select([(str(p), str(p)) for p in Priority], value=str(Priority.NORMAL), allow_blank=False,
+                                 compact=True, id="priority")
+                    yield FieldError("priority")
             with Horizontal(classes="form-row"):
                 yield Label("", classes="row-label")
                 with Vertical(classes="row-body"):
@@ -131,6 +138,9 @@ class SendScreen(Screen[None]):
         subject = self.query_one("#subject", Input).value.strip()
         if subject:
             params["subject"] = subject
+        priority = self.query_one("#priority", Select).value
+        if priority != Priority.NORMAL:  # high and critical go through the recipient's quiet hours
+            params["priority"] = str(priority)
         params["idempotency_key"] = self._idempotency_key(params)
         self.sending = True
         self.submit(params)

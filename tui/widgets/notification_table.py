@@ -16,7 +16,7 @@ from textual import events
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
-from tui.formatting import first_line, plain, short_time, status_text
+from tui.formatting import first_line, plain, priority_text, short_time, status_text
 from tui.model import Notification
 
 WIDE = 100  # from this width on, the table also shows the notification id
@@ -37,7 +37,7 @@ def plan_columns(total_width: int, notifications: Sequence[Mapping[str, Any]], n
         columns.append(Column("id", "#", max(2, len(str(max((n["id"] for n in notifications), default=1))))))
     to_width = min(16 if total_width >= WIDE else 10, max([len(n) for n in names] + [2]))
     columns += [Column("to", "to", to_width), Column("channel", "channel", 8),
-                Column("status", "status", 14), Column("tries", "try", 3)]
+                Column("status", "status", 14), Column("priority", "prio", 4), Column("tries", "try", 3)]
     used = sum(c.width + 2 for c in columns) + 2 + 2  # cell padding, message padding, scrollbar
     columns.append(Column("message", "message", max(12, total_width - used)))
     return columns
@@ -81,6 +81,7 @@ class NotificationTable(DataTable[Any]):
             "to": Text(first_line(name, next(c.width for c in plan if c.key == "to"))),
             "channel": plain(n.get("channel") or "-"),
             "status": status_text(n.get("status")),
+            "priority": priority_text(n.get("priority")),
             "tries": str(n.get("attempt_count", len(n.get("attempts") or []))),
             "message": Text(first_line(n.get("text"), plan[-1].width)),
         }

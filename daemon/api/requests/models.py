@@ -35,8 +35,9 @@ from daemon.api.requests.rules import (
     Text,
     invalid,
 )
+from daemon.api.requests.schedule import PriorityName, QuietWindow, TimeZone
 from daemon.core.errors import ValidationError
-from daemon.core.models import MAX_WAIT, Channel, NewNotification, Status
+from daemon.core.models import MAX_WAIT, Channel, NewNotification, Priority, Status
 
 Id = Annotated[int, Integer()]
 OptionalId = Annotated[int | None, Integer(optional=True)]
@@ -68,6 +69,9 @@ class SendRequest(Request):
         None, description="Abandon delivery (status expired) after this time, within ten years of now; "
                           "not with expires_in.")
     chain: Channels = Field(None, description="Channels to try in order; default: the daemon's [chain] default.")
+    priority: Annotated[Priority, PriorityName()] = Field(
+        Priority.NORMAL, description="low, normal, high or critical: high and critical are not held by quiet "
+                                     "hours, and a backlog is claimed higher priority first.")
 
     @field_validator("deadline")
     @classmethod
@@ -87,7 +91,7 @@ class SendRequest(Request):
         return NewNotification(
             recipient_id=self.recipient_id, text=self.message, chain=self.chain or default_chain,
             subject=self.subject, idempotency_key=self.idempotency_key or None, deadline=deadline,
-            ack_timeout=self.ack_timeout, expires_in=self.expires_in,
+            ack_timeout=self.ack_timeout, expires_in=self.expires_in, priority=self.priority or Priority.NORMAL,
         )
 
 
@@ -132,6 +136,10 @@ class RecipientChanges(Request):
         None, description="Non-zero Telegram chat id; null: not linked.")
     opt_out: Annotated[frozenset[Channel], OptOut()] = Field(
         frozenset(), description="Channels this recipient refuses; null or empty: none.")
+    timezone: Annotated[str | None, TimeZone()] = Field(
+        None, description="An IANA time zone name for quiet hours, e.g. Europe/Moscow; empty: UTC.")
+    quiet_hours: Annotated[str | None, QuietWindow()] = Field(
+        None, description="A daily window HH:MM-HH:MM in that zone (may cross midnight); empty or off: none.")
 
     def changes(self) -> dict[str, Any]:
         """The recipient fields given, by name (an absent one is not changed)."""
