@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from daemon import protocol
+from daemon.api.requests import ById
 from daemon.client import DaemonClient, RemoteError
 from daemon.protocol import FINAL_STATUSES
 from daemon.simulators.suite import SimulatorSuite
@@ -81,11 +82,11 @@ def count_shows(running: RunningDaemon, monkeypatch: pytest.MonkeyPatch) -> list
     """Record the id of every ``show`` the socket serves (the real op runs; its reply is written in
     the same step as the record, so a test that saw the record knows the reply is on its way)."""
     shows: list[int] = []
-    real: Callable[[dict[str, Any]], Awaitable[Any]] = running.daemon.server._ops["show"]
+    real: Callable[[ById], Awaitable[Any]] = running.daemon.server._ops["show"]
 
-    async def show(params: dict[str, Any]) -> Any:
-        result = await real(params)
-        shows.append(params["id"])
+    async def show(request: ById) -> Any:  # an op gets its validated request model
+        result = await real(request)
+        shows.append(request.id)
         return result
 
     monkeypatch.setitem(running.daemon.server._ops, "show", show)
