@@ -48,7 +48,7 @@ async def test_attempts_land_in_their_minute_by_outcome(daemon: RunningDaemon, s
     assert nonzero(email["series"]) == {("delivered", 49): 1}
     assert nonzero(sms["series"]) == {} and len(sms["series"]["failed"]) == 60
     assert sorted(sms["series"]) == ["delivered", "failed", "interrupted", "retry", "skipped", "start", "step_s",
-                                     "unacknowledged"]
+                                     "unacknowledged", "undelivered"]
     assert telegram["latency_ms"] == {"p50": 0.0, "p95": 0.0, "samples": 2}  # a frozen clock: no time passes
     assert sms["latency_ms"] == {"p50": None, "p95": None, "samples": 0}
 
