@@ -29,8 +29,9 @@ from daemon.storage import SqliteStore
 from tests.conftest import make_config, start_daemon, stop_daemon
 
 REPO = Path(__file__).resolve().parent.parent
-PARTIAL_INDEXES = ("notifications_lease", "notifications_due", "attempts_unfinished")
-"""Indexes over the few rows claimed or due: scanning one of them is not scanning the backlog."""
+PARTIAL_INDEXES = ("notifications_lease", "notifications_due", "attempts_unfinished", "notifications_claim")
+"""Partial indexes: over the few rows claimed or with an open attempt, or (notifications_claim, the claim's)
+over unclaimed rows in claim order, walked only until the claim's LIMIT is met."""
 
 
 def test_the_daemon_and_its_send_path_import_neither_aiogram_nor_aiohttp() -> None:
