@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import DaemonProc, Simulators
+from bench.startup import bare_httpx_loop, idle_memory, ready_with_backlog, start_with_bot
 from daemon.client import DaemonClient
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -79,7 +80,7 @@ async def wait_delivered(daemon: DaemonProc, target: int, limit_s: float) -> flo
 
 async def end_to_end(sims: Simulators, channels: str, work: Path, count: int, latency: float) -> dict[str, Any]:
     daemon = DaemonProc(work / f"e2e-{int(latency * 1000)}", channels)
-    await daemon.start()
+    await start_with_bot(daemon, sims)  # steady state: the bot's import (after READY) is done
     try:
         recipients = await add_recipients(daemon)
         await sims.fault("telegram", {"kind": "latency", "delay": latency} if latency else None)
@@ -115,43 +116,6 @@ async def failover_latency(sims: Simulators, channels: str, work: Path, count: i
         await daemon.stop()
 
 
-async def backlog(channels: str, work: Path, count: int, drain_window: float) -> dict[str, Any]:
-    daemon = DaemonProc(work / "backlog", channels)
-    await daemon.start()
-    recipients = await add_recipients(daemon)
-    async with DaemonClient(daemon.socket) as client:
-        await client.call("pause")  # every channel "down": nothing is attempted, everything queues
-    queued = await enqueue(daemon, recipients, 8, count)
-    count = queued["count"]
-    peak_queueing = daemon.rss_mb()[1]
-    await daemon.kill()  # the backlog now lies on disk only
-    ready_s = await daemon.start()
-    began, delivered = time.perf_counter(), 0
-    async with DaemonClient(daemon.socket) as client:
-        while time.perf_counter() - began < drain_window:
-            await asyncio.sleep(0.5)
-            delivered = (await client.call("status"))["counts"].get("delivered", 0)
-            if delivered >= count:
-                break
-    drained_s = time.perf_counter() - began
-    result = {"count": count, "enqueue_per_s": queued["per_s"], "peak_rss_mb_queueing": peak_queueing,
-              "startup_to_ready_s": ready_s, "drain_per_s": delivered / drained_s,
-              "drained": delivered, "peak_rss_mb_draining": daemon.rss_mb()[1]}
-    await daemon.stop()
-    return result
-
-
-async def idle(channels: str, work: Path, seconds: float) -> dict[str, Any]:
-    daemon = DaemonProc(work / "idle", channels)
-    await daemon.start()
-    await asyncio.sleep(1)
-    cpu0 = daemon.cpu_seconds()
-    await asyncio.sleep(seconds)
-    result = {"seconds": seconds, "cpu_s": daemon.cpu_seconds() - cpu0, "rss_mb": daemon.rss_mb()[0]}
-    await daemon.stop()
-    return result
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="fnb-", dir="/tmp"))
     sims = Simulators()
@@ -167,12 +131,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await daemon.stop()
         print_partial("enqueue", results["enqueue"])
         results["end_to_end"] = [await end_to_end(sims, channels, work, args.e2e, lat) for lat in (0.0, 0.05)]
+        results["telegram_reference"] = await bare_httpx_loop(channels, args.reference)
         print_partial("end to end", results["end_to_end"])
+        print_partial("bare httpx loop to the Telegram simulator", results["telegram_reference"])
         results["failover"] = await failover_latency(sims, channels, work, args.failover)
         print_partial("failover", results["failover"])
-        results["backlog"] = await backlog(channels, work, args.backlog, args.drain_window)
+        results["backlog"] = await ready_with_backlog(sims, channels, work, args.backlog, args.ready_runs,
+                                                      args.drain_window, enqueue, add_recipients)
         print_partial("backlog", results["backlog"])
-        results["idle"] = await idle(channels, work, 10.0)
+        results["idle"] = await idle_memory(sims, channels, work, 10.0)
+        print_partial("idle", results["idle"])
     finally:
         await sims.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -186,18 +154,29 @@ def print_partial(name: str, value: Any) -> None:
 def table(r: dict[str, Any]) -> str:
     rows = [(f"enqueue, {e['clients']} client(s)", f"{e['per_s']:,.0f}/s",
              f"p50 {e['p50_ms']:.2f} ms, p99 {e['p99_ms']:.2f} ms") for e in r["enqueue"]]
-    rows += [(f"end to end, provider latency {e['latency_ms']:.0f} ms", f"{e['delivered_per_s']:,.0f}/s",
-              f"{e['count']} delivered, peak RSS {e['peak_rss_mb']:.0f} MB") for e in r["end_to_end"]]
+    ref = r["telegram_reference"]
+    for e in r["end_to_end"]:
+        detail = f"{e['count']} delivered, peak RSS {e['peak_rss_mb']:.0f} MiB"
+        if e["latency_ms"] == 0:
+            detail += (f"; bare httpx loop {ref['per_s']:,.0f}/s ({ref['connections']} connections),"
+                       f" ratio {e['delivered_per_s'] / ref['per_s']:.2f}")
+        rows.append((f"end to end over the Telegram API, provider latency {e['latency_ms']:.0f} ms",
+                     f"{e['delivered_per_s']:,.0f}/s", detail))
     f = r["failover"]
     rows.append((f"failover latency at {FAILOVER_RATE:.0f}/s (permanent -> next)", f"p50 {f['p50_ms']:.1f} ms",
                  f"p99 {f['p99_ms']:.1f} ms, max {f['max_ms']:.1f} ms"))
-    b = r["backlog"]
-    rows.append((f"backlog {b['count']:,}: peak RSS queueing / draining", f"{b['peak_rss_mb_queueing']:.0f} MB",
-                 f"{b['peak_rss_mb_draining']:.0f} MB draining"))
-    rows.append(("backlog: start-up to ready", f"{b['startup_to_ready_s']:.2f} s", ""))
+    b, i = r["backlog"], r["idle"]
+    runs = ", ".join(f"{s:.2f}" for s in b["ready_runs_s"])
+    rows.append((f"ready with {b['count'] // 1000}k backlog (spawn -> status answered, Telegram on)",
+                 f"{b['ready_s']:.2f} s", f"median of {runs} s; bot answering {i['with_bot']['bot_s']:.2f} s"
+                 f" after spawn (empty database)"))
     rows.append(("backlog: drain rate", f"{b['drain_per_s']:,.0f}/s", f"{b['drained']:,} in the window"))
-    i = r["idle"]
-    rows.append(("idle daemon", f"{i['rss_mb']:.0f} MB", f"{i['cpu_s']:.2f} s CPU in {i['seconds']:.0f} s"))
+    bot = i["with_bot"]
+    idle_bot, idle_bare = bot["rss_mb"], i["without_bot"]["rss_mb"]
+    rows.append(("idle RSS with the bot / without Telegram", f"{idle_bot:.0f} MiB",
+                 f"{idle_bare:.0f} MiB without; {bot['cpu_s']:.2f} s CPU in {bot['seconds']:.0f} s"))
+    rows.append(("drain peak RSS minus idle RSS (with the bot)", f"{b['peak_rss_mb_draining'] - idle_bot:.1f} MiB",
+                 f"peak {b['peak_rss_mb_draining']:.0f} MiB draining, {b['peak_rss_mb_queueing']:.0f} MiB queueing"))
     width = max(len(a) for a, _, _ in rows)
     return "\n".join(f"| {a:<{width}} | {b:>12} | {c} |" for a, b, c in rows)
 
@@ -209,6 +188,8 @@ def main() -> None:
     parser.add_argument("--failover", type=int, default=1000, help="notifications for failover latency")
     parser.add_argument("--backlog", type=int, default=100_000, help="backlog size")
     parser.add_argument("--drain-window", type=float, default=30.0, help="seconds to measure the drain")
+    parser.add_argument("--ready-runs", type=int, default=3, help="starts timed on the backlog (the median)")
+    parser.add_argument("--reference", type=int, default=3000, help="requests per bare httpx loop")
     args = parser.parse_args()
     results = asyncio.run(run(args))
     print()

@@ -74,8 +74,9 @@ class DaemonProc:
             "[retry]\nattempts_per_channel = 3\nbackoff_initial = 0.2\nbackoff_max = 1.0\n\n" + channels_toml)
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> float:
-        """Start and return seconds until the socket answers (READY: pending work re-armed first)."""
+    async def start(self, op: str = "ping") -> float:
+        """Start and return seconds until the socket answers ``op`` (READY: pending work re-armed
+        first), measured from just before the process is spawned."""
         began = time.perf_counter()
         log = (self.state / "daemon.log").open("ab")
         self.proc = await asyncio.create_subprocess_exec(
@@ -86,10 +87,10 @@ class DaemonProc:
                 raise RuntimeError((self.state / "daemon.log").read_text())
             try:
                 async with DaemonClient(self.socket) as client:
-                    await client.call("ping")
+                    await client.call(op)
                 return time.perf_counter() - began
             except DaemonUnavailable:
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.005)
 
     @property
     def pid(self) -> int:

@@ -468,6 +468,9 @@ async def test_the_control_api_injects_faults_and_user_messages(
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{control}/messages") as resp:
             assert [m["text"] for m in await resp.json()] == ["hello"]
+        await channel.send(message("again"))
+        async with session.get(f"{control}/messages", params={"last": "1"}) as resp:
+            assert [m["text"] for m in await resp.json()] == ["again"]
         async with session.delete(f"{control}/faults") as resp:
             assert resp.status == 200
 

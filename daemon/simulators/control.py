@@ -25,7 +25,7 @@ async def json_object(request: web.Request) -> dict[str, Any]:
 def fault_routes(plan: FaultPlan, messages: Callable[[], Sequence[Recorded]], *,
                  post_faults: bool = True) -> web.RouteTableDef:
     """POST /faults (a FaultRule as JSON; 400 naming the bad input), GET /faults, DELETE /faults,
-    GET /messages. ``post_faults=False`` when the simulator routes its POSTs itself."""
+    GET /messages (``?last=N``: the last N). ``post_faults=False`` when the simulator routes its POSTs itself."""
     routes = web.RouteTableDef()
 
     if post_faults:
@@ -49,6 +49,11 @@ def fault_routes(plan: FaultPlan, messages: Callable[[], Sequence[Recorded]], *,
 
     @routes.get("/messages")
     async def list_messages(request: web.Request) -> web.Response:
-        return web.json_response([m.to_json() for m in messages()])
+        """Every message, or with ``?last=N`` the last N (the benchmark polls after 100k sends)."""
+        recorded = messages()
+        last = request.query.get("last", "")
+        if last.isdigit():
+            recorded = recorded[max(0, len(recorded) - int(last)):]
+        return web.json_response([m.to_json() for m in recorded])
 
     return routes
