@@ -93,6 +93,12 @@ class Listener:
         return str(host), int(port)
 
     @property
+    def url(self) -> str:
+        """``http://host:port`` of the bound address (IPv6 in brackets); only while started."""
+        host, port = self.address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    @property
     def open_connections(self) -> int:
         """Connections open now (for tests and, later, metrics)."""
         return len(self._guard.connections) if self._guard is not None else 0

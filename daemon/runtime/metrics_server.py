@@ -71,8 +71,7 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
-        host, port = self.address
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return self.listener.url
 
     async def stop(self) -> None:
         if self._started:
