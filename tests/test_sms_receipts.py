@@ -212,3 +212,37 @@ def test_caps_count_messages_per_window_and_segments_per_day() -> None:
     assert sms_caps.refusal(caps, SmsUsage(older, 0), now, 1) is None  # sliding: 16 min ago is out
     assert sms_caps.refusal(caps, SmsUsage((), 499), now, 2) == "SMS daily budget 500 used up"
     assert sms_caps.crossed_warning(caps, 399, 400) and not sms_caps.crossed_warning(caps, 400, 401)
+
+
+async def test_cancelling_a_receipt_wait_closes_its_attempt_and_a_late_receipt_changes_nothing(
+    short_tmp: Path, suite: SimulatorSuite,
+) -> None:
+    port = free_port()
+    suite.sms.send_callbacks = False  # the carrier's report comes only after the cancel
+    suite.sms.receipt_for(PHONE, "undelivered", 30005)
+    running = await start_daemon(receipts_config(short_tmp, suite, port))
+    try:
+        nid = await send_sms_then_email(running)
+        await suite.sms.wait_for_messages(1)
+        for _ in range(100):  # bounded: the wait is on disk right after the provider accepted the SMS
+            if await running.daemon.store.pending_receipts():
+                break
+            await asyncio.sleep(0.02)
+        cancelled = await running.call("cancel", id=nid)
+        assert cancelled["status"] == "cancelled"
+        after_cancel = await running.call("show", id=nid)
+        assert await running.daemon.store.pending_receipts() == []  # the poller asks about it no more
+        sid = suite.sms.messages[0].sid
+        await suite.sms.post_statuses(f"http://127.0.0.1:{port}{PATH}", sid, PHONE, "+15005550006")
+        assert suite.sms.callbacks == [(sid, 200), (sid, 200)]
+        await asyncio.sleep(0.2)  # give a wrongly accepted receipt time to act: nothing may change
+        final = await running.call("show", id=nid)
+    finally:
+        await stop_daemon(running)
+    # Twilio accepted it (paid, may reach the phone): the attempt keeps that fact and says why it ended
+    assert log_of(after_cancel) == [("sms", "delivered")]
+    sms = after_cancel["attempts"][0]
+    assert sms["error"] == "notification cancelled while waiting for its delivery receipt"
+    assert sms["provider_message_id"] == sid and sms["duration_ms"] is not None
+    assert final == after_cancel
+    assert suite.smtp.received == []

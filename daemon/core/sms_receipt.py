@@ -9,6 +9,9 @@ by a signed status callback or on ``GET .../Messages/{sid}.json``. The final one
                            handset``); the codes in ``TRANSIENT_CODES`` are retried per ``[retry]``
                            and then fail over, every other code fails over at once
 no final status in time    ``delivered``, noted ``no delivery receipt within N s``
+notification cancelled     ``delivered`` (Twilio accepted it: it is paid for and may reach the phone),
+                           noted ``notification cancelled while waiting for its delivery receipt``;
+                           a final receipt already in is kept (``on_cancel``)
 =========================  ========================================================================
 
 The full code table is in docs/sms-receipts.md.
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+
+from daemon.core.models import Outcome
 
 FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed"})
 FAILED_STATUSES = frozenset({"undelivered", "failed"})
@@ -70,3 +75,17 @@ def describe(status: str, code: int | None) -> str:
 
 def timeout_note(seconds: float) -> str:
     return f"no delivery receipt within {seconds:g} s"
+
+
+CANCELLED_NOTE = "notification cancelled while waiting for its delivery receipt"
+
+
+def on_cancel(status: str | None, code: int | None, reported_at: datetime | None) -> tuple[Outcome, str]:
+    """The outcome and note of an SMS attempt whose notification was cancelled while it waited for its
+    receipt. Not a failure: the provider accepted it, so it is ``delivered`` as with receipts off; a
+    final receipt that came in before the cancel (the row not yet claimed) is what happened, so it stands."""
+    if status == "delivered" and reported_at is not None:
+        return Outcome.DELIVERED, f"delivery receipt: delivered at {reported_at.isoformat(timespec='milliseconds')}"
+    if status in FAILED_STATUSES:
+        return Outcome.UNDELIVERED, describe(status, code)
+    return Outcome.DELIVERED, CANCELLED_NOTE

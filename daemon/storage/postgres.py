@@ -33,6 +33,7 @@ from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkRedemp
 from daemon.database_url import PostgresUrl
 from daemon.storage import postgres_cluster as cluster_sql
 from daemon.storage import postgres_engine as engine_sql
+from daemon.storage import postgres_sms
 from daemon.storage import postgres_writes as sql
 from daemon.storage.postgres_rows import attempt_from_row, notification_from_row, recipient_from_row
 from daemon.storage.postgres_schema import connect_pool, migrate, translate
@@ -189,6 +190,7 @@ class PostgresStore(PostgresSmsLedger):
     async def cancel(self, notification_id: int, now: datetime) -> Notification:
         async with self._tx() as conn:
             await sql.cancel(conn, notification_id, now)
+            await postgres_sms.end_receipt_waits(conn, notification_id, now)  # the SMS ledger's rule
         return await self._must_notification(notification_id)
 
     async def redrive(self, notification_id: int, now: datetime) -> Notification:

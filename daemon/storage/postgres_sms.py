@@ -11,10 +11,10 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from daemon.core.models import FINAL_STATUSES, NotificationUpdate
+from daemon.core.models import FINAL_STATUSES, NotificationUpdate, Outcome
 from daemon.core.sms_caps import SmsUsage
+from daemon.core.sms_receipt import CANCELLED_NOTE, Receipt, on_cancel
 from daemon.core.sms_receipt import FINAL_STATUSES as FINAL_RECEIPTS
-from daemon.core.sms_receipt import Receipt
 from daemon.storage import postgres_engine as engine_sql
 
 if TYPE_CHECKING:
@@ -54,22 +54,30 @@ class PostgresSmsLedger:
                 "INSERT INTO sms_receipts (message_sid, notification_id, attempt_id, wait_until, timeout)"
                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_sid) DO UPDATE SET wait_until = excluded.wait_until",
                 message_sid, notification_id, attempt_id, until, timeout)
-            await conn.execute(
+            waits = await conn.fetchval(
                 "UPDATE notifications SET status = $1, position = $2, tries = $3, next_attempt_at = $4,"
                 " claimed_by = NULL, lease_until = NULL, awaiting_ack = false, updated_at = $5"
-                " WHERE id = $6 AND status <> ALL($7::text[])",
+                " WHERE id = $6 AND status <> ALL($7::text[]) RETURNING id",
                 str(update.status), update.position, update.tries, until, now, notification_id, _FINAL)
+            if waits is None:  # cancelled while the SMS was in flight: nothing to wait for, close it now
+                await conn.execute("UPDATE attempts SET outcome = $1, error = $2, finished_at = $3 WHERE id = $4",
+                                   str(Outcome.DELIVERED), CANCELLED_NOTE, now, attempt_id)
+                await conn.execute("UPDATE notifications SET claimed_by = NULL, lease_until = NULL WHERE id = $1",
+                                   notification_id)
 
     async def record_receipt(self, message_sid: str, status: str, error_code: int | None,
                              now: datetime) -> int | None:
         async with self._tx() as conn:
             row = await conn.fetchrow(
-                "UPDATE sms_receipts SET status = $1, error_code = $2, reported_at = $3 WHERE message_sid = $4"
-                " RETURNING notification_id, attempt_id", status, error_code, now, message_sid)
+                "SELECT r.notification_id, a.finished_at IS NULL FROM sms_receipts r"
+                " JOIN attempts a ON a.id = r.attempt_id WHERE r.message_sid = $1 FOR UPDATE OF r", message_sid)
             if row is None:
                 return None
-            still_open = await conn.fetchval("SELECT finished_at IS NULL FROM attempts WHERE id = $1", row[1])
-            if status in FINAL_RECEIPTS and still_open:
+            if not row[1]:  # the attempt is closed (resolved, cancelled): too late, changes nothing
+                return int(row[0])
+            await conn.execute("UPDATE sms_receipts SET status = $1, error_code = $2, reported_at = $3"
+                               " WHERE message_sid = $4", status, error_code, now, message_sid)
+            if status in FINAL_RECEIPTS:
                 await conn.execute(
                     "UPDATE notifications SET next_attempt_at = $1, updated_at = $1 WHERE id = $2"
                     " AND status <> ALL($3::text[]) AND (next_attempt_at IS NULL OR next_attempt_at > $1)",
@@ -103,4 +111,17 @@ class PostgresSmsLedger:
         return SmsUsage(tuple(row[0] for row in rows), int(total[0][0]))
 
 
-__all__ = ["PostgresSmsLedger"]
+async def end_receipt_waits(conn: Conn, notification_id: int, now: datetime) -> None:
+    """The notification was cancelled: close the attempts it had waiting for a delivery receipt (see
+    ``sqlite_sms.end_receipt_waits``); a claimed row's attempt is left to the engine that holds it."""
+    rows = await conn.fetch(
+        "SELECT r.attempt_id, r.status, r.error_code, r.reported_at FROM sms_receipts r"
+        " JOIN attempts a ON a.id = r.attempt_id JOIN notifications n ON n.id = r.notification_id"
+        " WHERE r.notification_id = $1 AND a.finished_at IS NULL AND n.claimed_by IS NULL", notification_id)
+    for row in rows:
+        outcome, note = on_cancel(row[1], row[2], row[3])
+        await conn.execute("UPDATE attempts SET outcome = $1, error = $2, finished_at = $3 WHERE id = $4",
+                           str(outcome), note, now, row[0])
+
+
+__all__ = ["PostgresSmsLedger", "end_receipt_waits"]

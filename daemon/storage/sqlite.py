@@ -40,6 +40,7 @@ from daemon.storage import (
     sqlite_notifications,
     sqlite_recipients,
     sqlite_schema,
+    sqlite_sms,
 )
 from daemon.storage.sqlite_engine import SqliteEngineSide
 from daemon.storage.sqlite_recipients import RECIPIENT_FIELDS
@@ -222,7 +223,11 @@ class SqliteStore(SqliteEngineSide, SqliteSmsLedger):
         return [notification_from_row(r, tuple(attempts[r["id"]])) for r in rows]
 
     async def cancel(self, notification_id: int, now: datetime) -> Notification:
-        await self._submit(lambda conn: sqlite_notifications.cancel(conn, notification_id, now.timestamp()))
+        def op(conn: sqlite3.Connection) -> None:
+            sqlite_notifications.cancel(conn, notification_id, now.timestamp())
+            sqlite_sms.end_receipt_waits(conn, notification_id, now.timestamp())  # the SMS ledger's rule
+
+        await self._submit(op)
         return await self._must_notification(notification_id)
 
     async def redrive(self, notification_id: int, now: datetime) -> Notification:

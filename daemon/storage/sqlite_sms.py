@@ -6,7 +6,10 @@ Rules (the same as PostgreSQL's, ``migrations/*/0003_sms_receipts.sql``):
   ``sending``, released, due at the receipt timeout: a timer on disk that survives restarts;
 * ``record_receipt`` keeps the last status reported; a final one makes the notification due at once
   (the engine's next claim closes the attempt through ``failover``). A receipt is pending while its
-  attempt is open, so a closed attempt (resolved, interrupted, cancelled) ends the wait by itself.
+  attempt is open, so a closed attempt (resolved, interrupted, cancelled) ends the wait by itself;
+* a cancel closes the attempt of a wait (``end_receipt_waits``, ``sms_receipt.on_cancel`` says how),
+  and so does ``await_receipt`` for a notification cancelled while its SMS was in flight. A receipt
+  for a closed attempt is known (the callback answers 200) but changes nothing.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from daemon.core.errors import LeaseLost
-from daemon.core.models import FINAL_STATUSES, NotificationUpdate
+from daemon.core.models import FINAL_STATUSES, NotificationUpdate, Outcome
 from daemon.core.sms_caps import SmsUsage
+from daemon.core.sms_receipt import CANCELLED_NOTE, Receipt, on_cancel
 from daemon.core.sms_receipt import FINAL_STATUSES as FINAL_RECEIPTS
-from daemon.core.sms_receipt import Receipt
 from daemon.storage import sqlite_claims
 from daemon.storage.sqlite_rows import to_datetime
 
@@ -51,23 +54,44 @@ def await_receipt(conn: sqlite3.Connection, attempt_id: int, notification_id: in
         " VALUES (?,?,?,?,?) ON CONFLICT (message_sid) DO UPDATE SET wait_until = excluded.wait_until",
         (sid, notification_id, attempt_id, until, timeout),
     )
-    conn.execute(
+    waits = conn.execute(
         "UPDATE notifications SET status = ?, position = ?, tries = ?, next_attempt_at = ?, claimed_by = NULL,"
         f" lease_until = NULL, awaiting_ack = 0, updated_at = ? WHERE id = ? AND status NOT IN ({_FINAL})",
         (str(update.status), update.position, update.tries, until, ts, notification_id),
-    )
+    ).rowcount
+    if not waits:  # cancelled while the SMS was in flight: nothing to wait for, close it now
+        conn.execute("UPDATE attempts SET outcome = ?, error = ?, finished_at = ? WHERE id = ?",
+                     (str(Outcome.DELIVERED), CANCELLED_NOTE, ts, attempt_id))
+        conn.execute("UPDATE notifications SET claimed_by = NULL, lease_until = NULL WHERE id = ?", (notification_id,))
+
+
+def end_receipt_waits(conn: sqlite3.Connection, notification_id: int, ts: float) -> None:
+    """The notification was cancelled: close the attempts it had waiting for a delivery receipt. A claimed
+    row's attempt is left to the engine that holds it (it is resolving that receipt now)."""
+    rows = conn.execute(
+        "SELECT r.attempt_id, r.status, r.error_code, r.reported_at FROM sms_receipts r"
+        " JOIN attempts a ON a.id = r.attempt_id JOIN notifications n ON n.id = r.notification_id"
+        " WHERE r.notification_id = ? AND a.finished_at IS NULL AND n.claimed_by IS NULL", (notification_id,),
+    ).fetchall()
+    for attempt_id, status, code, reported_at in rows:
+        outcome, note = on_cancel(status, code, to_datetime(reported_at))
+        conn.execute("UPDATE attempts SET outcome = ?, error = ?, finished_at = ? WHERE id = ?",
+                     (str(outcome), note, ts, attempt_id))
 
 
 def record_receipt(conn: sqlite3.Connection, sid: str, status: str, code: int | None, ts: float) -> int | None:
-    row = conn.execute(
-        "UPDATE sms_receipts SET status = ?, error_code = ?, reported_at = ? WHERE message_sid = ?"
-        " RETURNING notification_id, attempt_id", (status, code, ts, sid),
-    ).fetchone()
+    """Keep the status reported for an open wait; returns the notification's id for any known sid (None:
+    unknown). A receipt for a closed attempt (resolved, cancelled) is too late: it changes nothing."""
+    row = conn.execute("SELECT r.notification_id, a.finished_at IS NULL FROM sms_receipts r"
+                       " JOIN attempts a ON a.id = r.attempt_id WHERE r.message_sid = ?", (sid,)).fetchone()
     if row is None:
         return None
-    notification_id, attempt_id = row
-    open_ = conn.execute("SELECT 1 FROM attempts WHERE id = ? AND finished_at IS NULL", (attempt_id,)).fetchone()
-    if status in FINAL_RECEIPTS and open_ is not None:
+    notification_id, open_ = row
+    if not open_:
+        return int(notification_id)
+    conn.execute("UPDATE sms_receipts SET status = ?, error_code = ?, reported_at = ? WHERE message_sid = ?",
+                 (status, code, ts, sid))
+    if status in FINAL_RECEIPTS:
         conn.execute(
             f"UPDATE notifications SET next_attempt_at = ?, updated_at = ? WHERE id = ? AND status NOT IN ({_FINAL})"
             " AND (next_attempt_at IS NULL OR next_attempt_at > ?)",
