@@ -16,6 +16,7 @@ from daemon.core import sms_caps
 from daemon.core.sms_caps import SmsCaps, SmsUsage
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import RunningDaemon, make_config, start_daemon, stop_daemon
+from tests.test_cli_output import fnotify
 
 PHONE = "+14155550100"
 PATH = "/api/v1/twilio/status"
@@ -246,3 +247,31 @@ async def test_cancelling_a_receipt_wait_closes_its_attempt_and_a_late_receipt_c
     assert sms["provider_message_id"] == sid and sms["duration_ms"] is not None
     assert final == after_cancel
     assert suite.smtp.received == []
+
+
+async def test_fnotify_status_shows_the_budget_used_today_the_caps_and_the_receipts_mode(
+    short_tmp: Path, suite: SimulatorSuite,
+) -> None:
+    sections = suite.config_sections()
+    sections["telegram"]["enabled"] = False
+    sections["sms"].update({"receipts": "poll", "recipient_limits": ["5/15m", "11/1h", "21/3h"], "daily_budget": 8})
+    running = await start_daemon(make_config(short_tmp, **sections))
+    try:
+        ann = await running.call("recipient.add", name="Ann", phone=PHONE)
+        await running.call("send", recipient_id=ann["id"], message="x" * 200, chain=["sms"])  # two segments
+        await suite.sms.wait_for_messages(1)
+        for _ in range(100):  # bounded: counted once the provider accepted it
+            if (await running.call("status"))["sms"]["budget_used_today"]:
+                break
+            await asyncio.sleep(0.02)
+        code, out, err = await fnotify(running.config.daemon.socket_path, "status")
+    finally:
+        await stop_daemon(running)
+    assert code == 0, err
+    assert "  sms: 2/8 segments today (25 %); caps 5/15m, 11/1h, 21/3h per recipient; receipts poll\n" in out
+
+
+async def test_fnotify_status_says_when_there_is_no_daily_budget(bare_daemon: RunningDaemon) -> None:
+    code, out, err = await fnotify(bare_daemon.config.daemon.socket_path, "status")
+    assert code == 0, err
+    assert "  sms: 0 segments today (no budget); caps 5/15m, 11/1h, 21/3h per recipient; receipts off\n" in out

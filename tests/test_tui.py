@@ -306,6 +306,25 @@ async def test_health_says_each_channel_is_disabled_on_a_daemon_without_channels
         assert rendered(app.screen.query_one("#health-table", Static)).count("disabled") == 3
 
 
+async def test_health_shows_the_sms_budget_used_today_the_caps_and_the_receipts_mode(short_tmp: Path) -> None:
+    sms = {"daily_budget": 10, "recipient_limits": ["5/15m", "11/1h"]}
+    running = await start_daemon(make_config(short_tmp, sms=sms))
+    try:
+        ann = await add_recipient(running, name="Ann", phone="+14155550100")
+        now = running.daemon.service.clock()
+        for segments in (3, 5):  # as the engine counts SMS the provider accepted today (UTC)
+            await running.daemon.store.record_sms_sent(ann, now, segments)
+        app = make_app(running.config.daemon.socket_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await pilot.press("h")
+            await wait_for(pilot, lambda: isinstance(app.screen, HealthScreen) and app.screen.loaded)
+            shown = rendered(app.screen.query_one("#daemon-status", Static))
+    finally:
+        await stop_daemon(running)
+    assert "sms: 8/10 segments today (80 %) · receipts off\nsms caps 5/15m, 11/1h per recipient" in shown
+
+
 async def test_the_command_palette_opens_a_notification_by_number(bare_daemon: RunningDaemon) -> None:
     ann = await add_recipient(bare_daemon, name="Ann")
     sent = await bare_daemon.call("send", recipient_id=ann, message="hello")

@@ -22,6 +22,7 @@ from daemon.protocol import (
     RemoteError,
     visible,
 )
+from daemon.protocol.text import sms_summary
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
 
@@ -146,6 +147,8 @@ def cmd_status(client: BlockingClient, args: argparse.Namespace) -> int:
         say(f"  channels enabled: {enabled}")
         if "storage" in result:
             say(f"  storage: {result['storage']}")
+        if "sms" in result:  # the caps in force and what SMS cost today (UTC), every daemon together
+            say(f"  sms: {'; '.join(sms_summary(result['sms']))}")
         for m in result.get("members", []):  # the daemons sharing the database
             roles = "".join(f", leads {r}" for r in m["leads"])
             say(f"  member {m['id']}{' (this one)' if m['self'] else ''}: host {m['host']}, pid {m['pid']},"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 # -- showing text from the protocol ---------------------------------------------------------------
 # Text fields in replies and events (a message, a subject, a recipient's name) come from any API
@@ -33,3 +35,21 @@ def visible(text: str, *, keep_newlines: bool = False) -> str:
     """``text`` safe for a terminal: control, bidi and separator characters written as ``\\x1b``,
     ``\\r``, ``\\u202e``... (a newline too, unless ``keep_newlines``). Other text is unchanged."""
     return (UNSAFE_KEEPING_NEWLINES if keep_newlines else UNSAFE).sub(_escape, text)
+
+
+# -- the SMS caps in force -------------------------------------------------------------------------
+
+def sms_summary(sms: Mapping[str, Any]) -> tuple[str, str, str]:
+    """The ``sms`` key of a ``status`` reply as the CLI and the TUI show it: today's budget use
+    (``120/500 segments today (24 %)``), the per-recipient caps (``caps 5/15m, 11/1h, 21/3h`` or
+    ``caps off``) and the receipts mode (``receipts callback``)."""
+    used = int(sms.get("budget_used_today") or 0)
+    budget = sms.get("daily_budget")
+    if isinstance(budget, int) and budget > 0:
+        # floor: 99 % until the budget is really used up
+        spent = f"{used}/{budget} segments today ({used * 100 // budget} %)"
+    else:
+        spent = f"{used} segments today (no budget)"
+    limits = [str(limit) for limit in sms.get("recipient_limits") or []]
+    caps = f"caps {', '.join(limits)} per recipient" if limits else "caps off"
+    return spent, caps, f"receipts {sms.get('receipts') or 'off'}"

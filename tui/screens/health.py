@@ -1,6 +1,7 @@
 """Channel health: per channel over the last hour, delivered / retry / failed / skipped, a one-word
 verdict, the breaker and p50 / p95 call latency, so "SMTP is down" reads at a glance; under it two
-sparklines per channel, attempts per minute (delivered, and failed or retried); plus the daemon's queue."""
+sparklines per channel, attempts per minute (delivered, and failed or retried); plus the daemon's queue
+and the SMS caps in force with today's budget use."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from textual.widgets import Footer, Header, Sparkline, Static
 
 from daemon.client import DaemonUnavailable, RemoteError
 from daemon.protocol import Outcome
+from daemon.protocol.text import sms_summary
 from tui.base import fnotify_app
 from tui.connection import Connected, DaemonEvent
 from tui.formatting import verdict_text
@@ -96,7 +98,19 @@ def daemon_summary(status: dict[str, Any]) -> RenderableType:
                       ("   PAUSED: sends are stored, nothing is delivered", "bold yellow")
                       if status.get("paused") else ""),
         Text.assemble(("all time: ", "bright_black"), by_status),
+        *(sms_lines(status["sms"]) if status.get("sms") else ()),
     )
+
+
+def sms_lines(sms: dict[str, Any]) -> tuple[Text, Text]:
+    """Today's SMS budget use (UTC, every daemon together) and the receipts mode; the per-recipient caps.
+    Two lines: on one they would wrap at 80 columns."""
+    spent, caps, receipts = sms_summary(sms)
+    budget, used = sms.get("daily_budget"), int(sms.get("budget_used_today") or 0)
+    # the colours of the 80 % warning (the daemon's sms.budget event) and of a budget used up
+    style = "" if not budget else "bold red" if used >= budget else "yellow" if used >= 0.8 * budget else ""
+    return (Text.assemble(("sms: ", "bright_black"), (spent, style), (" · ", "bright_black"), receipts),
+            Text.assemble(("sms ", "bright_black"), caps))
 
 
 class HealthScreen(Screen[None]):
