@@ -236,6 +236,39 @@ async def test_a_recipient_added_in_the_form_is_listed_and_a_bad_email_is_shown_
     assert (dora["name"], dora["email"], dora["telegram_state"]) == ("Dora Oncall", "dora@example.com", "not linked")
 
 
+async def test_the_recipient_form_sets_time_zone_and_quiet_hours_and_shows_the_daemons_refusals_under_them(
+    bare_daemon: RunningDaemon,
+) -> None:
+    await add_recipient(bare_daemon, name="Ann", email="ann@example.com")
+    app = make_app(bare_daemon.config.daemon.socket_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, recipients=1)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RecipientsScreen))
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, RecipientEditScreen))
+        form = app.screen
+        zone, window = form.query_one("#timezone", Input), form.query_one("#quiet_hours", Input)
+        assert (zone.value, window.value) == ("UTC", "")
+        zone_error, window_error = form.query_one("#timezone-error", FieldError), form.query_one("#quiet-hours-error",
+                                                                                                  FieldError)
+        zone.value, window.value = "Mars/Olympus", "22:00-07:00"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: zone_error.display)
+        assert rendered(zone_error) == "↑ unknown time zone 'Mars/Olympus' (an IANA name, e.g. Europe/Moscow or UTC)"
+        assert not window_error.display
+        zone.value, window.value = "Europe/Moscow", "25:00-07:00"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: window_error.display)
+        assert rendered(window_error) == "↑ '25:00-07:00': hours run 00..23"
+        assert not zone_error.display
+        window.value = "22:00-07:00"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, RecipientsScreen))
+    [ann] = await bare_daemon.call("recipient.list")
+    assert (ann["timezone"], ann["quiet_hours"], ann["email"]) == ("Europe/Moscow", "22:00-07:00", "ann@example.com")
+
+
 async def test_an_opt_in_link_the_daemon_cannot_make_yet_is_explained_not_shown_as_an_error(
     bare_daemon: RunningDaemon,
 ) -> None:

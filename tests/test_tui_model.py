@@ -85,8 +85,9 @@ def test_the_recipient_form_sends_only_what_changed_so_an_untouched_chat_stays_b
     params = recipient_params({"name": " Ann ", "email": "", "phone": "+14155550100", "telegram_chat_id": "42"},
                               ["sms"])
     assert params == {"name": "Ann", "email": None, "phone": "+14155550100", "telegram_chat_id": 42,
-                      "opt_out": ["sms"]}
-    original = {"name": "Ann", "email": None, "phone": "+14155550100", "telegram_chat_id": 42, "opt_out": ["sms"]}
+                      "opt_out": ["sms"], "timezone": "UTC", "quiet_hours": None}
+    original = {"name": "Ann", "email": None, "phone": "+14155550100", "telegram_chat_id": 42, "opt_out": ["sms"],
+                "timezone": "UTC", "quiet_hours": None}
     assert changed_fields(original, params) == {}
     assert changed_fields(original, {**params, "name": "Anna"}) == {"name": "Anna"}
     assert recipient_params({"telegram_chat_id": "abc"}, [])["telegram_chat_id"] == "abc"  # the daemon says why

@@ -150,8 +150,8 @@ def recipient_matches(recipient: Recipient, query: str) -> bool:
 def recipient_params(values: dict[str, str], opt_out: Sequence[str]) -> dict[str, Any]:
     """``recipient.add`` / ``recipient.update`` params from the edit form's text fields.
 
-    Empty email / phone / chat id mean "none" (the daemon clears them); the chat id stays text
-    when it is not a number, so the daemon's validation names the field.
+    Empty email / phone / chat id / quiet hours mean "none" (the daemon clears them), an empty time zone
+    is UTC; the chat id stays text when it is not a number, so the daemon's validation names the field.
     """
     params: dict[str, Any] = {"name": values.get("name", "").strip()}
     for key in ("email", "phone"):
@@ -159,6 +159,9 @@ def recipient_params(values: dict[str, str], opt_out: Sequence[str]) -> dict[str
     chat = values.get("telegram_chat_id", "").strip()
     params["telegram_chat_id"] = int(chat) if chat.lstrip("-").isdigit() else (chat or None)
     params["opt_out"] = list(opt_out)
+    # what the daemon makes of an empty field (its rules check the rest and name the field when they refuse)
+    params["timezone"] = values.get("timezone", "").strip() or "UTC"
+    params["quiet_hours"] = values.get("quiet_hours", "").strip() or None
     return params
 
 

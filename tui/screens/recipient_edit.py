@@ -23,6 +23,8 @@ FIELDS = (  # (field, label, placeholder)
     ("email", "Email", "optional"),
     ("phone", "Phone", "optional, E.164 form: + and country code"),
     ("telegram_chat_id", "Telegram", "optional chat id (or send an opt-in link: l)"),
+    ("timezone", "Time zone", "IANA name, e.g. Europe/Moscow; empty: UTC"),
+    ("quiet_hours", "Quiet hours", "e.g. 22:00-07:00 in that zone; empty: never quiet"),
 )
 
 
