@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,25 @@ async def test_the_queue_depth_is_read_from_the_database_at_most_once_per_ttl(wa
     samples = await scrape(watched)
     assert value(samples, "fnotify_queue_depth") == 2 and value(samples, "fnotify_paused") == 1
     assert reads == 2
+
+
+async def test_held_notifications_are_a_series_of_their_own_beside_the_queue_depth(watched: RunningDaemon) -> None:
+    metrics = watched.daemon.metrics
+    assert metrics is not None
+    metrics.queue_depth_ttl = 0.0  # every scrape reads the database
+    now = datetime.now(UTC)  # a window around the daemon's clock: the recipient is in quiet hours now
+    window = f"{now - timedelta(hours=1):%H:%M}-{now + timedelta(hours=2):%H:%M}"
+    asleep = await watched.call("recipient.add", name="Bo", email=EMAIL, quiet_hours=window)
+    held = [(await watched.call("send", recipient_id=asleep["id"], message=f"night {i}"))["id"] for i in range(2)]
+    for nid in held:
+        async with asyncio.timeout(10):
+            while (await watched.call("show", id=nid))["status"] != "held":
+                await asyncio.sleep(0.02)
+    await watched.call("pause")  # the next one stays queued
+    await watched.call("send", recipient_id=await add_ann(watched), message="queued")
+    samples = await scrape(watched)
+    assert value(samples, "fnotify_queue_depth") == 1  # queued or sending: what the alert rule watches
+    assert value(samples, "fnotify_queue_depth", status="held") == 2  # waiting for the end of quiet hours
 
 
 async def test_readyz_turns_503_on_pause_and_back_on_resume_on_both_listeners(watched: RunningDaemon) -> None:

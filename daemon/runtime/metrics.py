@@ -5,8 +5,11 @@ Prometheus: ``attempt.finished`` counts an attempt and its duration, ``notificat
 a notification reaching a final status and, when it is ``delivered``, how long it took from the send.
 Gauges are read when scraped: attempts in flight, the breakers, paused, and the queue depth, which
 comes from the database and is cached for QUEUE_DEPTH_TTL seconds, so a storm of scrapes costs one
-query. Names follow Prometheus' conventions: base units (seconds), ``_total`` on counters, and only
-bounded labels (channel, outcome, status; never a recipient or a notification id).
+query. Held notifications (quiet hours) are not in the queue depth's own series but in one labelled
+``status="held"`` beside it: they wait by design, often all night, and counted in the same number they
+would fire the queue-growing alert every evening. Names follow Prometheus' conventions: base units
+(seconds), ``_total`` on counters, and only bounded labels (channel, outcome, status; never a recipient
+or a notification id).
 
     fnotify_attempts_total{channel,outcome}            attempts finished, by outcome
     fnotify_attempt_duration_seconds{channel}          provider call time (outcomes delivered/retry/failed)
@@ -14,6 +17,7 @@ bounded labels (channel, outcome, status; never a recipient or a notification id
     fnotify_delivery_seconds                           send to delivered
     fnotify_telegram_rate_limited_total                Telegram 429s (flood control)
     fnotify_queue_depth                                notifications queued or sending
+    fnotify_queue_depth{status="held"}                 notifications held for their recipient's quiet hours
     fnotify_in_flight                                  attempts running now
     fnotify_breaker_open{channel}                      1 while a channel's breaker is open or half-open
     fnotify_paused                                     1 while delivery is paused
@@ -71,6 +75,7 @@ class Metrics:
         self.monotonic = monotonic
         self.queue_depth_ttl = queue_depth_ttl
         self.queue_depth: int | None = None  # None: the database did not answer the last time
+        self.held = 0  # held for quiet hours, read with queue_depth
         self._depth_read_at: float | None = None
         self._depth_lock = asyncio.Lock()
         # no *_created series: one extra timestamp gauge per counter and histogram series, which Prometheus
@@ -147,6 +152,7 @@ class Metrics:
                 self.queue_depth = None
             else:
                 self.queue_depth = counts.get(Status.QUEUED, 0) + counts.get(Status.SENDING, 0)
+                self.held = counts.get(Status.HELD, 0)
             self._depth_read_at = self.monotonic()
 
     def _fresh(self) -> bool:
@@ -166,8 +172,13 @@ class _LiveState(Collector):
     def collect(self) -> Iterable[Metric]:
         engine = self.metrics.engine
         if self.metrics.queue_depth is not None:
-            yield GaugeMetricFamily("fnotify_queue_depth", "Notifications queued or sending (from the database).",
-                                    value=self.metrics.queue_depth)
+            # the series without labels stays what it always was (the alert rules and dashboards read it);
+            # held is a labelled series of the same gauge
+            depth = Metric("fnotify_queue_depth", "Notifications queued or sending; status=\"held\": held for the "
+                           "recipient's quiet hours (from the database).", "gauge")
+            depth.add_sample("fnotify_queue_depth", {}, self.metrics.queue_depth)
+            depth.add_sample("fnotify_queue_depth", {"status": str(Status.HELD)}, self.metrics.held)
+            yield depth
         yield GaugeMetricFamily("fnotify_in_flight", "Attempts running now.", value=engine.in_flight)
         yield GaugeMetricFamily("fnotify_paused", "1 while delivery is paused (fnotify pause).",
                                 value=int(engine.paused))
