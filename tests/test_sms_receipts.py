@@ -222,6 +222,8 @@ async def test_cancelling_a_receipt_wait_closes_its_attempt_and_a_late_receipt_c
     suite.sms.send_callbacks = False  # the carrier's report comes only after the cancel
     suite.sms.receipt_for(PHONE, "undelivered", 30005)
     running = await start_daemon(receipts_config(short_tmp, suite, port))
+    finished: list[Any] = []  # what the metrics count and the TUI timeline shows
+    running.daemon.events.tap(lambda kind, data: finished.append(data) if kind == "attempt.finished" else None)
     try:
         nid = await send_sms_then_email(running)
         await suite.sms.wait_for_messages(1)
@@ -246,6 +248,7 @@ async def test_cancelling_a_receipt_wait_closes_its_attempt_and_a_late_receipt_c
     assert sms["error"] == "notification cancelled while waiting for its delivery receipt"
     assert sms["provider_message_id"] == sid and sms["duration_ms"] is not None
     assert final == after_cancel
+    assert finished == [sms]  # the attempt the cancel closed was reported once
     assert suite.smtp.received == []
 
 

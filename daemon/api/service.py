@@ -100,7 +100,12 @@ class Service:
         )
 
     async def cancel(self, request: ById) -> Notification:
+        before = await self.store.get_notification(request.id)
+        waiting = {a.id for a in before.attempts if a.finished_at is None} if before is not None else set()
         notification = await self.store.cancel(request.id, self.clock())
+        for attempt in notification.attempts:  # an SMS waiting for its receipt: the cancel closed its attempt
+            if attempt.id in waiting and attempt.finished_at is not None:
+                self.events.publish("attempt.finished", attempt.to_json())
         self.events.publish("notification.status", notification.summary_json())
         return notification
 
