@@ -17,7 +17,8 @@ import asyncpg
 from daemon.core.models import Channel
 from daemon.database_url import parse_postgres_url
 from daemon.simulators.suite import SimulatorSuite
-from daemon.storage import postgres_schema
+from daemon.storage import postgres_schema, sqlite_schema
+from daemon.storage.schema import latest_version, migrations
 from daemon.storage.sqlite import SqliteStore
 from tests.conftest import RunningDaemon, make_config, start_daemon, stop_daemon
 
@@ -252,3 +253,38 @@ async def test_a_table_both_schemas_have_is_carried_without_code_and_one_without
     (new,) = await pg_fetch(pg_database, "INSERT INTO extra (at, on_call, members) VALUES (now(), false, '{}')"
                                          " RETURNING id")
     assert new[0] == 8  # the identity moved past the copied ids
+
+
+def old_database(path: Path, version: int) -> None:
+    """A database as a daemon of schema ``version`` left it: its migrations only, and a few rows."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for migration in migrations("sqlite")[:version]:
+            for statement in sqlite_schema.statements(migration.sql):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {sqlite_schema.APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute("INSERT INTO recipients (id, name, email, created_at) VALUES (3, 'Ann', 'a@example.com', 1.5e9)")
+        conn.execute("INSERT INTO notifications (id, recipient_id, text, chain, status, next_attempt_at, created_at,"
+                     " updated_at) VALUES (9, 3, 'old', 'email,sms', 'queued', 1.5e9, 1.5e9, 1.5e9)")
+    finally:
+        conn.close()
+
+
+async def test_an_older_sqlite_schema_is_upgraded_first_as_run_would_and_a_dry_run_leaves_it(
+    short_tmp: Path, pg_database: str
+) -> None:
+    db = short_tmp / "fnotify.db"
+    old_database(db, 3)
+    status, out = await fnotify("migrate", "--dry-run", "--from", str(db), "--to", pg_database)
+    assert status == 0, out
+    assert f"the SQLite schema was version 3: upgraded a copy in memory to {latest_version('sqlite')} first" in out
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    status, out = await fnotify("migrate", "--from", str(db), "--to", pg_database)
+    assert status == 0, out
+    assert f"the SQLite schema was version 3: upgraded it to {latest_version('sqlite')} first" in out
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == latest_version("sqlite")
+    (row,) = await pg_fetch(pg_database, "SELECT id, chain, priority, next_attempt_at FROM notifications")
+    assert tuple(row) == (9, ["email", "sms"], 1, datetime.fromtimestamp(1.5e9, UTC))

@@ -96,7 +96,7 @@ def locked(database: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise TransferRefused(
-                f"{database} is in use: a daemon holds {lock}. Stop it first (systemctl stop fnotify), then run"
+                f"{database} is in use: a daemon holds {lock}. Stop it first (systemctl stop failover-notify), then run"
                 " migrate again"
             ) from None
         except OSError:
