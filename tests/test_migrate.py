@@ -266,7 +266,7 @@ def old_database(path: Path, version: int) -> None:
         conn.execute(f"PRAGMA user_version = {version}")
         conn.execute("INSERT INTO recipients (id, name, email, created_at) VALUES (3, 'Ann', 'a@example.com', 1.5e9)")
         conn.execute("INSERT INTO notifications (id, recipient_id, text, chain, status, next_attempt_at, created_at,"
-                     " updated_at) VALUES (9, 3, 'old', 'email,sms', 'queued', 1.5e9, 1.5e9, 1.5e9)")
+                     " updated_at) VALUES (9, 3, ?, 'email,sms', 'queued', 1.5e9, 1.5e9, 1.5e9)", ("old\x00nul",))
     finally:
         conn.close()
 
@@ -286,5 +286,7 @@ async def test_an_older_sqlite_schema_is_upgraded_first_as_run_would_and_a_dry_r
     assert f"the SQLite schema was version 3: upgraded it to {latest_version('sqlite')} first" in out
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == latest_version("sqlite")
-    (row,) = await pg_fetch(pg_database, "SELECT id, chain, priority, next_attempt_at FROM notifications")
-    assert tuple(row) == (9, ["email", "sms"], 1, datetime.fromtimestamp(1.5e9, UTC))
+    (row,) = await pg_fetch(pg_database, "SELECT id, chain, priority, next_attempt_at, text FROM notifications")
+    # a NUL (which the SQLite store let through) cannot go into PostgreSQL text: escaped, and said so
+    assert tuple(row) == (9, ["email", "sms"], 1, datetime.fromtimestamp(1.5e9, UTC), "old\\x00nul")
+    assert "1 text value(s) held a NUL character" in out

@@ -105,6 +105,9 @@ def report(source: Source, target: str, copied: Copied, dry_run: bool) -> str:
     if copied.released:
         lines.append(f"claims of the stopped daemon released: {copied.released} notification(s) due again,"
                      f" {copied.interrupted} open attempt(s) recorded interrupted (as a restart does)")
+    if copied.escaped:
+        lines.append(f"{copied.escaped} text value(s) held a NUL character, which PostgreSQL cannot store:"
+                     " written as the four characters \\x00")
     total = sum(copied.tables.values())
     if dry_run:
         lines.append(f"dry run: would copy {total} rows in {len(copied.tables)} tables; the counts matched, and"

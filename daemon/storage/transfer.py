@@ -74,6 +74,7 @@ class Copied:
     left_out: dict[str, int] = field(default_factory=dict)
     released: int = 0  # notifications a stopped daemon held, due again
     interrupted: int = 0  # their open attempts, recorded interrupted
+    escaped: int = 0  # text values holding a NUL, which PostgreSQL text cannot: written as the escape \\x00
     created_schema: int | None = None  # the target's schema version before, when migrations ran
     seconds: float = 0.0
 
@@ -273,9 +274,10 @@ async def _refuse_data(conn: asyncpg.Connection[Any]) -> None:
     full = [t for t in tables if t != "schema_version" and t not in SEEDED
             and await conn.fetchval(f'SELECT EXISTS (SELECT 1 FROM "{t}")')]
     if full:
+        running = " (cluster_members: a daemon is running on it)" if "cluster_members" in full else ""
         raise TransferRefused(f"the target database is not empty: {', '.join(full)} "
-                              f"{'has rows' if len(full) == 1 else 'have rows'}. migrate copies into an empty"
-                              " database only: create a new one (or drop this one's tables) and run it again")
+                              f"{'has rows' if len(full) == 1 else 'have rows'}{running}. migrate copies into an"
+                              " empty database only: create a new one (or drop this one's tables) and run it again")
 
 
 async def _copy(source: sqlite3.Connection, conn: asyncpg.Connection[Any], table: _Table, claimed: set[int],
@@ -292,16 +294,21 @@ async def _copy(source: sqlite3.Connection, conn: asyncpg.Connection[Any], table
             if table.name == "attempts" and row.get("notification_id") in claimed and row.get("finished_at") is None:
                 copied.interrupted += 1
             release_claims(table.name, row, claimed, now)
-            records.append(_convert(table, row))
+            records.append(_convert(table, row, copied))
         await conn.copy_records_to_table(table.name, records=records, columns=list(table.columns))
         total += len(records)
     return total
 
 
-def _convert(table: _Table, row: dict[str, Any]) -> tuple[Any, ...]:
+def _convert(table: _Table, row: dict[str, Any], copied: Copied) -> tuple[Any, ...]:
     values = []
     for column, convert, pg_type in zip(table.columns, table.converters, table.types, strict=True):
         value = row[column]
+        if isinstance(value, str) and "\x00" in value:
+            # SQLite stores a NUL, PostgreSQL text cannot: escaped as the PostgreSQL store escapes the text
+            # it writes itself (postgres_writes.clean), since refusing would leave the whole install behind
+            value = value.replace("\x00", "\\x00")
+            copied.escaped += 1
         try:
             values.append(None if value is None else convert(value))
         except (ValueError, TypeError, OverflowError, OSError) as exc:
