@@ -19,7 +19,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -286,36 +286,71 @@ async def _copy(source: sqlite3.Connection, conn: asyncpg.Connection[Any], table
         await conn.execute(f'DELETE FROM "{table.name}"')
     names = ", ".join(f'"{c}"' for c in table.columns)
     cursor = source.execute(f'SELECT {names} FROM "{table.name}"')
+    release = _releaser(table, claimed, now, copied)
+    converters = tuple(_counting_nul(c, copied) if "text" in t or "character" in t else c
+                       for c, t in zip(table.converters, table.types, strict=True))
     total = 0
     while batch := cursor.fetchmany(BATCH):
-        records = []
-        for raw in batch:
-            row = dict(zip(table.columns, raw, strict=True))
-            if table.name == "attempts" and row.get("notification_id") in claimed and row.get("finished_at") is None:
-                copied.interrupted += 1
-            release_claims(table.name, row, claimed, now)
-            records.append(_convert(table, row, copied))
+        if release is not None:
+            batch = [release(raw) for raw in batch]
+        try:  # the fast way; the slow one only to name the value that failed
+            records = [tuple([None if v is None else c(v) for c, v in zip(converters, raw, strict=True)])
+                       for raw in batch]
+        except _CONVERSION_ERRORS:
+            for raw in batch:
+                _convert_row(table, raw)
+            raise
         await conn.copy_records_to_table(table.name, records=records, columns=list(table.columns))
         total += len(records)
     return total
 
 
-def _convert(table: _Table, row: dict[str, Any], copied: Copied) -> tuple[Any, ...]:
-    values = []
-    for column, convert, pg_type in zip(table.columns, table.converters, table.types, strict=True):
-        value = row[column]
+_CONVERSION_ERRORS = (ValueError, TypeError, OverflowError, OSError)
+
+
+def _counting_nul(convert: Converter, copied: Copied) -> Converter:
+    """SQLite stores a NUL in text, PostgreSQL cannot: it is written as the escape ``\\x00`` (as the
+    PostgreSQL store writes the text it makes itself, postgres_writes.clean), counted for the report;
+    refusing it would leave the whole install behind."""
+    def run(value: Any) -> Any:
         if isinstance(value, str) and "\x00" in value:
-            # SQLite stores a NUL, PostgreSQL text cannot: escaped as the PostgreSQL store escapes the text
-            # it writes itself (postgres_writes.clean), since refusing would leave the whole install behind
-            value = value.replace("\x00", "\\x00")
             copied.escaped += 1
+            value = value.replace("\x00", "\\x00")
+        return convert(value)
+    return run
+
+
+def _releaser(table: _Table, claimed: set[int], now: float, copied: Copied) -> Callable[[Any], Any] | None:
+    """For the rows a stopped daemon held (few): its claims released, as ``transfer_values.release_claims``."""
+    if not claimed or table.name not in ("notifications", "attempts"):
+        return None
+    at = {c: i for i, c in enumerate(table.columns)}
+
+    def release(raw: Any) -> Any:
+        if table.name == "notifications":
+            if raw[at["claimed_by"]] is None:
+                return raw
+        elif raw[at["notification_id"]] not in claimed or raw[at["finished_at"]] is not None:
+            return raw
+        else:
+            copied.interrupted += 1
+        row = dict(zip(table.columns, raw, strict=True))
+        release_claims(table.name, row, claimed, now)
+        return tuple(row.values())
+
+    return release
+
+
+def _convert_row(table: _Table, raw: Any) -> None:
+    """Convert one row the slow way; TransferFailed names the table, column and row of a value that fails."""
+    for column, convert, pg_type, value in zip(table.columns, table.converters, table.types, raw, strict=True):
         try:
-            values.append(None if value is None else convert(value))
-        except (ValueError, TypeError, OverflowError, OSError) as exc:
-            key = f"id {row['id']}" if "id" in row else "a row"
+            if value is not None:
+                convert(value)
+        except _CONVERSION_ERRORS as exc:
+            key = f"id {raw[table.columns.index('id')]}" if "id" in table.columns else "a row"
             raise TransferFailed(f"{table.name}.{column} of {key}: cannot convert a SQLite {type(value).__name__}"
                                  f" to PostgreSQL {pg_type}: {exc}") from None
-    return tuple(values)
 
 
 async def _reset_identities(conn: asyncpg.Connection[Any], tables: list[str]) -> None:
