@@ -290,3 +290,17 @@ async def test_an_older_sqlite_schema_is_upgraded_first_as_run_would_and_a_dry_r
     # a NUL (which the SQLite store let through) cannot go into PostgreSQL text: escaped, and said so
     assert tuple(row) == (9, ["email", "sms"], 1, datetime.fromtimestamp(1.5e9, UTC), "old\\x00nul")
     assert "1 text value(s) held a NUL character" in out
+
+
+async def test_migrate_refuses_a_target_a_daemon_already_runs_on(
+    short_tmp: Path, suite: SimulatorSuite, pg_database: str
+) -> None:
+    source = await build_source(short_tmp, suite, full=False)
+    node = await start_daemon(make_config(short_tmp / "pg", storage={"url": pg_database}))
+    try:
+        status, out = await fnotify("migrate", "--from", str(source.database), "--to", pg_database)
+    finally:
+        await stop_daemon(node)
+    assert status == 2, out
+    assert "cluster_members: a daemon is running on it" in out and password(pg_database) not in out
+    assert await pg_fetch(pg_database, "SELECT id FROM recipients") == []
