@@ -1,4 +1,4 @@
-"""The commands that run here rather than ask the daemon: ``run``, ``check`` and ``tui``.
+"""The commands that run here rather than ask the daemon: ``run``, ``check``, ``tui`` and ``migrate``.
 
 Kept apart from ``daemon.cli.commands`` so that a client command (``send``, ``show``...) imports none
 of what these need: the config models (pydantic), the runtime, the providers, Textual.
@@ -35,8 +35,15 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from daemon.cli.migrate import cmd_migrate as migrate  # asyncpg and the stores only when invoked
+
+    return migrate(args)
+
+
 LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "check": cmd_check,
     "tui": cmd_tui,
+    "migrate": cmd_migrate,
 }

@@ -98,6 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: a new file in <state_dir>/backups")
     p.set_defaults(command="backup")
 
+    p = sub.add_parser("migrate", help="copy a stopped daemon's SQLite database into an empty PostgreSQL "
+                       "database (ids and attempt logs kept); see docs/cluster.md",
+                       description="Copy the SQLite database of the config ([daemon] state_dir), or --from PATH, "
+                       "into an empty PostgreSQL database, in one transaction: recipients, notifications with "
+                       "their attempt logs, link tokens and the rest, ids preserved, counts checked. The daemon "
+                       "using the SQLite database must be stopped. Exit status: 0 copied, 2 refused or bad "
+                       "input (nothing written), 1 failed (rolled back, nothing written).")
+    p.add_argument("--to", metavar="URL", help="postgresql://user:password@host:port/dbname (default: the "
+                   "config's [storage] url); the password is never printed")
+    p.add_argument("--from", dest="source", metavar="PATH", help="the SQLite database file (default: fnotify.db "
+                   "in the config's [daemon] state_dir)")
+    p.add_argument("--dry-run", action="store_true", help="copy and check the counts, then roll back: "
+                   "print what would be copied, write nothing")
+    _local(p, "migrate")
+
     p = sub.add_parser("status", help="daemon status: queue depth, counts, channels")
     _json(p)
     p.set_defaults(command="status")
