@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
+import pydantic
+from pydantic import ConfigDict, Field, ModelWrapValidatorHandler, ValidationInfo, field_validator, model_validator
 
-from daemon.api.requests.base import Request, field_error
+from daemon.api.requests.base import Request, field_error, with_error
 from daemon.api.requests.groups import (
     ByBatch,
     ByName,
@@ -80,13 +81,21 @@ class SendRequest(Request):
         Priority.NORMAL, description="low, normal, high or critical: high and critical are not held by quiet "
                                      "hours, and a backlog is claimed higher priority first.")
 
-    @model_validator(mode="after")
-    def _recipient_or_group(self) -> SendRequest:
-        if self.recipient_id is None and self.group is None:
-            raise field_error(type(self), "recipient_id", "required (or group, to send to a group)", "missing")
-        if self.recipient_id is not None and self.group is not None:
-            raise field_error(type(self), "group", "give either recipient_id or group, not both")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _recipient_or_group(cls, data: Any, handler: ModelWrapValidatorHandler[SendRequest]) -> SendRequest:
+        """Exactly one of ``recipient_id`` and ``group``, refused together with every other bad field (a
+        model validator of mode "after" would run only once all the fields were good)."""
+        given = [name for name in ("recipient_id", "group") if isinstance(data, dict) and data.get(name) is not None]
+        if len(given) == 1 or not isinstance(data, dict):
+            return handler(data)
+        field, message, kind = (("recipient_id", "required", "missing") if not given else
+                                ("group", "give either recipient_id or group, not both", "invalid"))
+        try:
+            handler(data)
+        except pydantic.ValidationError as exc:
+            raise with_error(cls, exc, field, message, kind) from None
+        raise field_error(cls, field, message, kind)
 
     @field_validator("deadline")
     @classmethod
