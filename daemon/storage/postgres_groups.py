@@ -136,11 +136,12 @@ class PostgresGroups:
             if rename is not None and rename != name:
                 await _check_free(conn, rename)
                 await conn.execute("UPDATE groups SET name = $2 WHERE id = $1", group_id, rename)
-            if members is not None:
+            if members is not None:  # replace: the new list is what is added to an emptied group
                 await _check_recipients(conn, "members", members)
                 await conn.execute("DELETE FROM group_members WHERE group_id = $1", group_id)
                 add = members
-            await _check_recipients(conn, "add", add)
+            else:
+                await _check_recipients(conn, "add", add)
             await conn.execute("INSERT INTO group_members (group_id, recipient_id) SELECT $1, unnest($2::bigint[])"
                                " ON CONFLICT DO NOTHING", group_id, sorted(set(add)))
             await conn.execute("DELETE FROM group_members WHERE group_id = $1 AND recipient_id = ANY ($2::bigint[])",

@@ -59,11 +59,12 @@ def update_group(conn: sqlite3.Connection, name: str, rename: str | None, member
     if rename is not None and rename != name:
         _check_free(conn, rename)
         conn.execute("UPDATE groups SET name = ? WHERE id = ?", (rename, group_id))
-    if members is not None:
+    if members is not None:  # replace: the new list is what is added to an emptied group
         _check_recipients(conn, "members", members)
         conn.execute("DELETE FROM group_members WHERE group_id = ?", (group_id,))
         add = members
-    _check_recipients(conn, "add", add)
+    else:
+        _check_recipients(conn, "add", add)
     conn.executemany("INSERT OR IGNORE INTO group_members (group_id, recipient_id) VALUES (?, ?)",
                      [(group_id, r) for r in sorted(set(add))])
     conn.executemany("DELETE FROM group_members WHERE group_id = ? AND recipient_id = ?",

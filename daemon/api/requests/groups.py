@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
@@ -12,11 +13,11 @@ from daemon.api.requests.rules import INT64_MAX, Integer, Rule, _as_int, _is_int
 from daemon.core.groups import GROUP_NAME, MAX_MEMBERS
 
 
+@dataclass(frozen=True, slots=True)
 class GroupName(Rule):
     """A group's name: ``[a-z0-9][a-z0-9_.-]{0,63}``."""
 
-    def __init__(self, optional: bool = False) -> None:
-        self.optional = optional
+    optional: bool = False
 
     def check(self, value: Any, strict: bool) -> str:
         if not isinstance(value, str):
@@ -29,11 +30,11 @@ class GroupName(Rule):
         return {"type": "string", "pattern": f"^{GROUP_NAME.pattern}$", "maxLength": 64}
 
 
+@dataclass(frozen=True, slots=True)
 class Members(Rule):
     """Recipient ids (lax: also ``"1,3,4"``, as the CLI sends them); repeats count once."""
 
-    def __init__(self, optional: bool = False) -> None:
-        self.optional = optional
+    optional: bool = False
 
     def check(self, value: Any, strict: bool) -> tuple[int, ...]:
         if isinstance(value, str) and not strict:
