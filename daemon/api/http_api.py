@@ -25,6 +25,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from daemon.api.health import PROBES, probe
+from daemon.api.http_groups import GroupRoutes
 from daemon.api.http_guard import Listener, ListenerLimits
 from daemon.api.http_openapi import openapi_document
 from daemon.api.requests import (
@@ -42,6 +43,7 @@ from daemon.api.requests import (
     parse_query,
 )
 from daemon.api.service import Service
+from daemon.api.service_groups import batch_reply
 from daemon.api.twilio_callback import status_callback
 from daemon.config import HttpConfig
 from daemon.core.errors import ChannelError, Conflict, FnotifyError, NotFound, StorageError, ValidationError
@@ -242,10 +244,16 @@ class HttpApi:
             ("POST", "/api/v1/recipients/{id}/link", self.link_recipient),
             ("POST", "/api/send/", self.legacy_send),
             ("GET", "/api/v1/openapi.json", self.openapi),
+            *GroupRoutes(service, _body, _json).routes,
         ]
 
     async def send(self, request: web.Request) -> web.Response:
-        notification, created = await self.service.send(await _body(request, SendRequest))
+        """One notification (``recipient_id``), or a batch, one per member (``group``)."""
+        send = await _body(request, SendRequest)
+        if send.group is not None:
+            batch, created = await self.service.send_group(send)
+            return _reply(batch_reply(batch, created), status=202 if created else 200)
+        notification, created = await self.service.send(send)
         return _json(notification, 202 if created else 200)
 
     async def list_notifications(self, request: web.Request) -> web.Response:

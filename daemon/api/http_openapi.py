@@ -12,9 +12,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pydantic import Field
+
 from daemon import __version__
 from daemon.api.requests import (
-    ById,
+    GroupChanges,
+    GroupCreate,
     LegacySendRequest,
     NotificationsQuery,
     RecipientChanges,
@@ -22,15 +25,27 @@ from daemon.api.requests import (
     Request,
     SendRequest,
 )
+from daemon.api.requests.groups import Name
+from daemon.api.requests.models import Id
 from daemon.core.models import Channel, Outcome, Priority, Status
 
 CHANNELS = [str(c) for c in Channel]
 REQUEST_BODIES: dict[str, type[Request]] = {
-    model.__name__: model for model in (SendRequest, LegacySendRequest, RecipientCreate, RecipientChanges)
+    model.__name__: model for model in (SendRequest, LegacySendRequest, RecipientCreate, RecipientChanges,
+                                        GroupCreate, GroupChanges)
 }
 """Each request body's model, by the name of its schema in the document."""
-PARAMETERS: dict[str, type[Request]] = {"path": ById, "query": NotificationsQuery}
-"""The model of the path parameters (``{id}``) and of the query parameters (listing notifications)."""
+
+
+class PathParameters(Request):
+    """The path parameters of every route, as the API validates them (``ById``, ``ByName``, ``ByBatch``)."""
+
+    id: Id = Field(description="The notification's, recipient's or batch's id.")
+    name: Name = Field(description="The group's name.")
+
+
+PARAMETERS: dict[str, type[Request]] = {"path": PathParameters, "query": NotificationsQuery}
+"""The model of the path parameters (``{id}``, ``{name}``) and of the query parameters (listing notifications)."""
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -65,7 +80,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["id", "recipient_id", "text", "subject", "chain", "status", "priority", "idempotency_key",
                      "channel",
                      "next_attempt_at", "deadline", "ack_timeout", "created_at", "updated_at",
-                     "attempt_count", "attempts"],
+                     "attempt_count", "batch_id", "attempts"],
         "properties": {
             "id": {"type": "integer"}, "recipient_id": {"type": "integer"}, "text": {"type": "string"},
             "subject": {"type": ["string", "null"]}, "chain": {"type": "array", "items": _CHANNEL},
@@ -77,6 +92,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "next_attempt_at": _nullable(_TIME), "deadline": _nullable(_TIME),
             "ack_timeout": {"type": ["number", "null"]}, "created_at": _TIME, "updated_at": _TIME,
             "attempt_count": {"type": "integer"}, "attempts": {"type": "array", "items": _ref("Attempt")},
+            "batch_id": {"type": ["integer", "null"],
+                         "description": "The batch of a send to a group; null: sent to one recipient."},
         },
     },
     "LegacyNotification": {
@@ -107,6 +124,37 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "created_at": _TIME,
         },
     },
+    "Group": {
+        "type": "object", "required": ["name", "members", "created_at"],
+        "properties": {"name": {"type": "string"}, "members": {"type": "array", "items": {"type": "integer"},
+                                                               "description": "Recipient ids, ascending."},
+                       "created_at": _TIME},
+    },
+    "GroupRemoved": {"type": "object", "required": ["name", "removed"],
+                     "properties": {"name": {"type": "string"}, "removed": {"type": "boolean", "const": True}}},
+    "Batch": {
+        "type": "object", "description": "A send to a group: one notification per member.",
+        "required": ["batch_id", "group", "idempotency_key", "created_at", "counts", "notifications"],
+        "properties": {
+            "batch_id": {"type": "integer"}, "group": {"type": "string"},
+            "idempotency_key": {"type": ["string", "null"]}, "created_at": _TIME,
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"},
+                       "description": "status -> how many of the batch's notifications are in it"},
+            "notifications": {"type": "array", "items": {
+                "type": "object", "required": ["id", "recipient_id", "recipient_name", "status", "channel",
+                                               "attempt_count", "updated_at"],
+                "properties": {"id": {"type": "integer"}, "recipient_id": {"type": "integer"},
+                               "recipient_name": {"type": ["string", "null"]},
+                               "status": {"type": "string", "enum": [str(s) for s in Status]},
+                               "channel": {"type": ["string", "null"], "enum": [*CHANNELS, None]},
+                               "attempt_count": {"type": "integer"}, "updated_at": _TIME}}},
+        },
+    },
+    "BatchSent": {"allOf": [_ref("Batch"), {
+        "type": "object", "required": ["created"],
+        "properties": {"created": {"type": "boolean",
+                                   "description": "false: a repeat of an idempotency_key, nothing new was sent"}},
+    }]},
     "Removed": {"type": "object", "required": ["id", "removed"],
                 "properties": {"id": {"type": "integer"}, "removed": {"type": "boolean", "const": True}}},
     "Link": {
@@ -132,10 +180,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
 }
 
-def _reply(description: str, schema: str | None = None) -> dict[str, Any]:
+def _reply(description: str, schema: str | None = None, *alternatives: str) -> dict[str, Any]:
     if schema is None:
         return {"description": description}
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+    body = {"oneOf": [_ref(schema), *map(_ref, alternatives)]} if alternatives else _ref(schema)
+    return {"description": description, "content": {"application/json": {"schema": body}}}
 
 
 _COMMON = {
@@ -147,6 +196,7 @@ _BAD = {"400": _reply("Malformed JSON or a wrong JSON type; names each field", "
         "422": _reply("A value was refused; names each field", "Errors")}
 _BODY_TOO_LARGE = {"413": _reply("The body is larger than the limit", "Error")}
 _MISSING = {"404": _reply("No such notification or recipient", "Error")}
+_GROUP_MISSING = {"404": _reply("No such group", "Error")}
 _CHAT_TAKEN = {"409": _reply("The Telegram chat belongs to another recipient", "Error")}
 
 
@@ -157,12 +207,14 @@ def _params(names: list[str], where: str) -> list[dict[str, Any]]:
 
 
 def _op(operation_id: str, summary: str, ok: dict[str, dict[str, Any]], *, body: str | None = None,
-        path_id: bool = False, query: list[str] | None = None, extra: dict[str, dict[str, Any]] | None = None,
-        refusals: dict[str, dict[str, Any]] = _BAD) -> dict[str, Any]:
+        path_id: bool = False, path_name: bool = False, query: list[str] | None = None,
+        extra: dict[str, dict[str, Any]] | None = None, refusals: dict[str, dict[str, Any]] = _BAD) -> dict[str, Any]:
     """One operation; ``operation_id`` is the name of its handler in ``daemon.api.http_api.HttpApi``."""
-    responses = {**ok, **_COMMON, **(_MISSING if path_id else {}), **(extra or {})}
+    responses = {**ok, **_COMMON, **(_MISSING if path_id else {}), **(_GROUP_MISSING if path_name else {}),
+                 **(extra or {})}
     op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "responses": responses}
     params = _params(["id"], "path") if path_id else []
+    params += _params(["name"], "path") if path_name else []
     params += _params(query or [], "query")
     if params:
         op["parameters"] = params
@@ -176,11 +228,12 @@ def _op(operation_id: str, summary: str, ok: dict[str, dict[str, Any]], *, body:
 
 PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/notifications": {
-        "post": _op("send", "Queue a notification", {
-            "202": _reply("Queued", "Notification"),
-            "200": _reply("A repeat of an idempotency_key: the first notification", "Notification"),
-        }, body="SendRequest", extra={**_MISSING, "409": _reply(
-            "The idempotency_key was used for a notification with other fields", "Error")}),
+        "post": _op("send", "Queue a notification (recipient_id), or one per member of a group (group)", {
+            "202": _reply("Queued: the notification, or the group's batch", "Notification", "BatchSent"),
+            "200": _reply("A repeat of an idempotency_key: the first notification or batch", "Notification",
+                          "BatchSent"),
+        }, body="SendRequest", extra={"404": _reply("No such recipient or group", "Error"), "409": _reply(
+            "The idempotency_key was used for a notification or batch with other fields", "Error")}),
         "get": _op("list_notifications", "List notifications, newest first",
                    {"200": _reply("A page", "NotificationPage")}, query=["status", "limit", "cursor"]),
     },
@@ -212,6 +265,24 @@ PATHS: dict[str, dict[str, Any]] = {
                     {"200": _reply("The link", "Link")}, path_id=True, extra={
                         "409": _reply("The Telegram bot is not running ([telegram] enabled = false)", "Error"),
                         "502": _reply("Telegram could not be reached", "Error")}),
+    },
+    "/api/v1/groups": {
+        "get": _op("list_groups", "List groups", {"200": {"description": "All groups", "content": {
+            "application/json": {"schema": {"type": "array", "items": _ref("Group")}}}}}),
+        "post": _op("add_group", "Add a group of recipients", {"201": _reply("Added", "Group")},
+                    body="GroupCreate", extra={"409": _reply("A group of that name exists", "Error")}),
+    },
+    "/api/v1/groups/{name}": {
+        "get": _op("show_group", "A group", {"200": _reply("Found", "Group")}, path_name=True),
+        "patch": _op("update_group", "Rename a group, replace its members, or add and remove some",
+                     {"200": _reply("Updated", "Group")}, path_name=True, body="GroupChanges",
+                     extra={"409": _reply("A group of the new name exists", "Error")}),
+        "delete": _op("remove_group", "Remove a group (its batches and their notifications stay)",
+                      {"200": _reply("Removed", "GroupRemoved")}, path_name=True),
+    },
+    "/api/v1/batches/{id}": {
+        "get": _op("show_batch", "A send to a group, with each member's notification and status",
+                   {"200": _reply("Found", "Batch")}, path_id=True, extra={"404": _reply("No such batch", "Error")}),
     },
     "/api/send/": {
         "post": _op("legacy_send", "Queue a notification (the replaced Django service's endpoint)",

@@ -28,6 +28,7 @@ from daemon.api.requests import (
     parse,
 )
 from daemon.api.sandbox import private_tmp_dirs
+from daemon.api.service_groups import GroupOps
 from daemon.config import Config
 from daemon.core.engine import Engine
 from daemon.core.errors import Conflict, NotFound, ValidationError
@@ -57,7 +58,7 @@ class LinkIssuer(Protocol):
         ...
 
 
-class Service:
+class Service(GroupOps):
     def __init__(
         self, config: Config, store: Store, engine: Engine, events: EventBus,
         clock: Callable[[], datetime] = utcnow, monotonic: Callable[[], float] = time.monotonic,

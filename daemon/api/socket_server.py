@@ -18,6 +18,7 @@ from daemon import protocol
 from daemon.api.peercred import is_allowed, peer_of
 from daemon.api.requests import REQUESTS, SendRequest, SubscribeRequest, parse
 from daemon.api.service import Service
+from daemon.api.service_groups import batch_reply
 from daemon.core.errors import FnotifyError, StorageError, ValidationError
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,12 @@ class SocketServer:
             "recipient.update": service.update_recipient,
             "recipient.remove": service.remove_recipient,
             "recipient.link": service.link_recipient,
+            "group.add": service.add_group,
+            "group.list": service.list_groups,
+            "group.show": service.show_group,
+            "group.update": service.update_group,
+            "group.remove": service.remove_group,
+            "batch.show": service.show_batch,
             "backup": service.backup,
         }
 
@@ -200,7 +207,9 @@ class SocketServer:
             log.exception("op %s failed unexpectedly", request.op)
             return protocol.error(request.id, "internal", "internal error; see the daemon log")
 
-    async def _send(self, send: SendRequest) -> protocol.SendResultJSON:
+    async def _send(self, send: SendRequest) -> protocol.SendResultJSON | protocol.BatchSendJSON:
+        if send.group is not None:
+            return batch_reply(*await self.service.send_group(send))
         notification, created = await self.service.send(send)
         return {**notification.to_json(), "created": created}
 

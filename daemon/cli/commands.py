@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from daemon.blocking_client import BlockingClient
-from daemon.cli import render
+from daemon.cli import groups, render
 from daemon.protocol import (
     FINAL_STATUSES,
     SUCCESS_STATUSES,
@@ -45,13 +45,15 @@ def say(text: str, *, file: TextIO | None = None) -> None:
 # -- commands that talk to the daemon ----------------------------------------------------------
 
 def cmd_send(client: BlockingClient, args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"recipient_id": args.to, "message": args.message}
+    params: dict[str, Any] = {"message": args.message}
     for key, value in (("subject", args.subject), ("chain", args.chain), ("idempotency_key", args.key),
                        ("ack_timeout", args.ack_timeout), ("expires_in", args.expires_in),
                        ("priority", args.priority)):
         if value is not None:
             params[key] = value
-    result = client.call("send", **params)
+    if args.to_group is not None:
+        return groups.send_to_group(client, args, params, _wait_final)
+    result = client.call("send", recipient_id=args.to, **params)
     if args.wait:
         result = _wait_final(client, result["id"], args.timeout)
     if args.json:
@@ -87,6 +89,12 @@ def _wait_final(client: BlockingClient, notification_id: int, timeout: float) ->
 
 
 def cmd_show(client: BlockingClient, args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        if args.id is not None:
+            raise CliError("give a NOTIFICATION_ID or --batch BATCH_ID, not both", EXIT_USAGE)
+        return groups.cmd_show_batch(client, args)
+    if args.id is None:
+        raise CliError("give a NOTIFICATION_ID (or --batch BATCH_ID)", EXIT_USAGE)
     result = client.call("show", id=args.id)
     _print_json(result) if args.json else say(render.notification(result))
     return 0
@@ -237,4 +245,5 @@ CLIENT_COMMANDS: dict[str, Command] = {
     "recipient_list": cmd_recipient_list,
     "recipient_remove": cmd_recipient_remove,
     "recipient_link": cmd_recipient_link,
+    **groups.GROUP_COMMANDS,
 }

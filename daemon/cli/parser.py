@@ -52,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     _json(p)
     _local(p, "check")
 
-    p = sub.add_parser("send", help="queue a notification for a recipient")
-    p.add_argument("--to", required=True, type=int, metavar="RECIPIENT_ID", help="recipient id")
+    p = sub.add_parser("send", help="queue a notification for a recipient, or for each member of a group")
+    to = p.add_mutually_exclusive_group(required=True)
+    to.add_argument("--to", type=int, metavar="RECIPIENT_ID", help="recipient id")
+    to.add_argument("--to-group", metavar="GROUP", help="a group's name: one notification per member (a batch)")
     p.add_argument("--message", "-m", required=True, help="the text to deliver")
     p.add_argument("--subject", help="email subject (default: the first line of the message)")
     p.add_argument("--chain", help="channels in order, e.g. telegram,email,sms (default from config)")
@@ -69,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(command="send")
 
-    p = sub.add_parser("show", help="a notification and its attempt log")
-    p.add_argument("id", type=int, metavar="NOTIFICATION_ID")
+    p = sub.add_parser("show", help="a notification and its attempt log, or a batch (--batch) and its members")
+    p.add_argument("id", type=int, nargs="?", metavar="NOTIFICATION_ID")
+    p.add_argument("--batch", type=int, metavar="BATCH_ID", help="a send to a group: each member's status")
     _json(p)
     p.set_defaults(command="show")
 
@@ -124,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     _local(p, "tui")
 
     _recipient_parsers(sub)
+    _group_parsers(sub)
     return parser
 
 
@@ -170,3 +174,38 @@ def _recipient_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("id", type=int, metavar="RECIPIENT_ID")
     _json(p)
     p.set_defaults(command="recipient_link")
+
+
+def _group_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``fnotify group add|list|show|update|remove``."""
+    gp = sub.add_parser("group", help="manage recipient groups (add, list, show, update, remove)")
+    gsub = gp.add_subparsers(title="group commands", metavar="COMMAND")
+    ids = "comma-separated recipient ids, e.g. 1,3,4"
+
+    p = gsub.add_parser("add", help="add a group; `fnotify send --to-group NAME` sends to each member")
+    p.add_argument("name", metavar="NAME", help="lower case a-z 0-9 _ . -, at most 64")
+    p.add_argument("--members", metavar="IDS", help=ids)
+    _json(p)
+    p.set_defaults(command="group_add")
+
+    p = gsub.add_parser("list", help="list groups with their members")
+    _json(p)
+    p.set_defaults(command="group_list")
+
+    p = gsub.add_parser("show", help="a group and its members")
+    p.add_argument("name", metavar="NAME")
+    _json(p)
+    p.set_defaults(command="group_show")
+
+    p = gsub.add_parser("update", help="rename a group, replace its members, or add and remove some")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--rename", metavar="NEW_NAME")
+    p.add_argument("--members", metavar="IDS", help=f"the new members, replacing the old: {ids}")
+    p.add_argument("--add", metavar="IDS", help=f"members to add: {ids}")
+    p.add_argument("--remove", metavar="IDS", help=f"members to take out: {ids}")
+    _json(p)
+    p.set_defaults(command="group_update")
+
+    p = gsub.add_parser("remove", help="remove a group (the batches sent to it stay)")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(command="group_remove")

@@ -57,6 +57,8 @@ def notification(n: dict[str, Any]) -> str:
         lines.append(f"  subject: {visible(n['subject'])}")
     if n.get("idempotency_key"):
         lines.append(f"  key:     {visible(n['idempotency_key'])}")
+    if n.get("batch_id") is not None:
+        lines.append(f"  batch:   {n['batch_id']} (fnotify show --batch {n['batch_id']})")
     if n.get("next_attempt_at") and n["status"] == "held":
         lines.append(f"  held until: {n['next_attempt_at']} (the recipient's quiet hours)")
     elif n.get("next_attempt_at") and n["status"] in ("queued", "sending"):
@@ -87,3 +89,21 @@ def recipient_list(items: list[dict[str, Any]]) -> str:
         for r in items
     ]
     return table(["id", "name", "email", "phone", "telegram chat", "telegram", "opted out", "quiet hours"], rows)
+
+
+def batch(b: dict[str, Any]) -> str:
+    """A send to a group: the batch, its counts by status, and each member's notification."""
+    key = f", key {visible(b['idempotency_key'])}" if b.get("idempotency_key") else ""
+    counts = ", ".join(f"{status} {n}" for status, n in sorted(b["counts"].items())) or "no notifications left"
+    rows = [[str(n["id"]), str(n["recipient_id"]), n.get("recipient_name") or "(removed)", n["status"],
+             n.get("channel") or "-", str(n["attempt_count"])] for n in b["notifications"]]
+    return "\n".join([f"batch {b['batch_id']} -> group {visible(b['group'])}{key}", f"  created: {b['created_at']}",
+                      f"  status:  {counts}", "",
+                      table(["notification", "recipient", "name", "status", "channel", "tries"], rows)])
+
+
+def group_list(groups: list[dict[str, Any]], names: dict[int, str]) -> str:
+    """Groups with their members, each as ``id name`` (``names``: recipient id -> name)."""
+    rows = [[g["name"], str(len(g["members"])),
+             ", ".join(f"{m} {names.get(m, '?')}" for m in g["members"]) or "-"] for g in groups]
+    return table(["group", "members", "recipients"], rows)

@@ -140,6 +140,7 @@ class Notification:
     ack_timeout: float | None = None
     attempts: tuple[Attempt, ...] = ()
     priority: Priority = Priority.NORMAL
+    batch_id: int | None = None  # set when it is one member's notification of a send to a group
 
     @property
     def current_channel(self) -> Channel | None:
@@ -166,6 +167,7 @@ class Notification:
             "created_at": iso_at(self.created_at),
             "updated_at": iso_at(self.updated_at),
             "attempt_count": len(self.attempts),
+            "batch_id": self.batch_id,
         }
 
     def to_json(self) -> NotificationJSON:

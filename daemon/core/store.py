@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from daemon.core.groups import Batch, Group, NewBatch
 from daemon.core.models import (
     Attempt,
     AttemptRecord,
@@ -132,6 +133,25 @@ class Store(Protocol):
     ) -> list[Notification]: ...
     async def cancel(self, notification_id: int, now: datetime) -> Notification: ...
     async def redrive(self, notification_id: int, now: datetime) -> Notification: ...
+
+    # recipient groups and batch sends (daemon/core/groups.py states the rules)
+    async def add_group(self, name: str, members: Collection[int], now: datetime) -> Group:
+        """A new group: Conflict when the name is taken, ValidationError ``members`` naming an unknown id."""
+        ...
+    async def get_group(self, name: str) -> Group | None: ...
+    async def list_groups(self) -> list[Group]: ...
+    async def update_group(self, name: str, *, rename: str | None = None, members: Collection[int] | None = None,
+                           add: Collection[int] = (), remove: Collection[int] = ()) -> Group:
+        """Rename, replace the members, or add and remove some; NotFound, Conflict (name taken) or
+        ValidationError (``members``/``add``: an unknown recipient id) otherwise."""
+        ...
+    async def remove_group(self, name: str) -> None: ...
+    async def create_batch(self, new: NewBatch, now: datetime) -> tuple[Batch, bool]:
+        """One notification per member of ``new.group``, all or none, linked by a new batch id; with an
+        idempotency key the batch that key made before (False) unless that was another request (Conflict).
+        NotFound: no such group; ValidationError ``group``: it has no members."""
+        ...
+    async def get_batch(self, batch_id: int) -> Batch | None: ...
 
     # the engine's side
     async def recover_interrupted(self, now: datetime, owner: str) -> int:

@@ -27,6 +27,13 @@ from daemon.protocol.errors import (
     RemoteError,
     remote_error,
 )
+from daemon.protocol.group_shapes import (
+    BatchJSON,
+    BatchMemberJSON,
+    BatchSendJSON,
+    GroupJSON,
+    GroupRemovedJSON,
+)
 from daemon.protocol.shapes import (
     OVERFLOW,
     AttemptFinishedEvent,
@@ -96,6 +103,7 @@ OPS = (
     "send", "show", "list", "cancel", "retry",
     "recipient.add", "recipient.list", "recipient.show", "recipient.update", "recipient.remove",
     "recipient.link",
+    "group.add", "group.list", "group.show", "group.update", "group.remove", "batch.show",
     "backup",
     "subscribe",
 )
@@ -210,6 +218,9 @@ __all__ = [
     "AwaitingAckEvent",
     "AwaitingReceiptData",
     "AwaitingReceiptEvent",
+    "BatchJSON",
+    "BatchMemberJSON",
+    "BatchSendJSON",
     "BreakerEvent",
     "BreakerEventData",
     "BreakerJSON",
@@ -219,6 +230,8 @@ __all__ = [
     "ErrorJSON",
     "ErrorReply",
     "Event",
+    "GroupJSON",
+    "GroupRemovedJSON",
     "LinkCreatedData",
     "LinkCreatedEvent",
     "LinkJSON",

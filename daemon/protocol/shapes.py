@@ -70,6 +70,7 @@ class NotificationSummaryJSON(TypedDict):
     created_at: str
     updated_at: str
     attempt_count: int
+    batch_id: int | None  # the batch of a send to a group (``batch.show``); None: sent to one recipient
 
 
 class NotificationJSON(NotificationSummaryJSON):

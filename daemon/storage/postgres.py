@@ -35,6 +35,7 @@ from daemon.storage import postgres_cluster as cluster_sql
 from daemon.storage import postgres_engine as engine_sql
 from daemon.storage import postgres_sms
 from daemon.storage import postgres_writes as sql
+from daemon.storage.postgres_groups import PostgresGroups
 from daemon.storage.postgres_rows import attempt_from_row, notification_from_row, recipient_from_row
 from daemon.storage.postgres_schema import connect_pool, migrate, translate
 from daemon.storage.postgres_sms import PostgresSmsLedger
@@ -57,7 +58,7 @@ class BackupUnsupported(Conflict):
     code = "unsupported"
 
 
-class PostgresStore(PostgresSmsLedger):
+class PostgresStore(PostgresSmsLedger, PostgresGroups):
     """The PostgreSQL implementation of ``daemon.storage.base.Store``."""
 
     def __init__(self, url: PostgresUrl, owner: str | None = None) -> None:
@@ -313,6 +314,7 @@ class PostgresStore(PostgresSmsLedger):
             deleted = int(result.split()[-1])  # "DELETE <n>"
             total += deleted
             if deleted < PRUNE_SLICE:
+                await self.prune_batches(before)
                 return total
 
     async def get_paused(self) -> bool:

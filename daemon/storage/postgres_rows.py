@@ -60,4 +60,5 @@ def notification_from_row(row: Row, attempts: tuple[Attempt, ...] = ()) -> Notif
         ack_timeout=row["ack_timeout"],
         attempts=attempts,
         priority=Priority.from_rank(row["priority"]),
+        batch_id=row["batch_id"],
     )

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from daemon.core.errors import Conflict, NotFound, ValidationError
+from daemon.core.groups import key_conflict
 from daemon.core.models import FINAL_STATUSES, Channel, NewNotification, Status
 from daemon.core.store import AckOutcome, LinkOutcome
 from daemon.storage.sqlite_bot import LINK_TOKEN_RETENTION, token_hash
@@ -34,6 +35,21 @@ def storable(value: str | None, field: str) -> str | None:
     if value is not None and "\x00" in value:
         raise ValidationError(field, "contains a NUL character (U+0000), which the database cannot store")
     return value
+
+
+KEY_LOCK = 0x69646B79  # "idky": the advisory-lock class of idempotency keys (the key's hash is the object)
+
+
+async def lock_key(conn: Conn, key: str) -> None:
+    """Serialise sends with ``key`` until this transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", KEY_LOCK, key)
+
+
+async def unused_key(conn: Conn, key: str) -> None:
+    """A send to one recipient may not take a key a batch has (call under ``lock_key``): Conflict."""
+    batch_id = await conn.fetchval("SELECT id FROM batches WHERE idempotency_key = $1", key)
+    if batch_id is not None:
+        raise Conflict(key_conflict(key, f"batch {batch_id} (a send to a group)"))
 
 
 def clean(value: str | None) -> str | None:
@@ -116,6 +132,9 @@ async def insert_notification(conn: Conn, new: NewNotification, now: datetime) -
     first one's commit, then finds its row."""
     for field, value in (("message", new.text), ("subject", new.subject), ("idempotency_key", new.idempotency_key)):
         storable(value, field)
+    if new.idempotency_key is not None:  # a key is the batch's or the notification's, never both
+        await lock_key(conn, new.idempotency_key)
+        await unused_key(conn, new.idempotency_key)
     row = await conn.fetchrow(
         "INSERT INTO notifications (recipient_id, text, subject, chain, status, idempotency_key,"
         " next_attempt_at, deadline, ack_timeout, created_at, updated_at, priority)"

@@ -43,6 +43,7 @@ from daemon.storage import (
     sqlite_sms,
 )
 from daemon.storage.sqlite_engine import SqliteEngineSide
+from daemon.storage.sqlite_groups import SqliteGroups, prune_batches
 from daemon.storage.sqlite_recipients import RECIPIENT_FIELDS
 from daemon.storage.sqlite_rows import (
     attempt_from_row,
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 FINAL = tuple(str(s) for s in (Status.DELIVERED, Status.ACKNOWLEDGED, Status.FAILED, Status.CANCELLED, Status.EXPIRED))
 
 
-class SqliteStore(SqliteEngineSide, SqliteSmsLedger):
+class SqliteStore(SqliteEngineSide, SqliteSmsLedger, SqliteGroups):
     """The SQLite implementation of ``daemon.core.store.Store``."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
@@ -276,6 +277,7 @@ class SqliteStore(SqliteEngineSide, SqliteSmsLedger):
             total += deleted
             if deleted < sqlite_maintenance.PRUNE_SLICE:
                 break
+        await self._submit(lambda conn: prune_batches(conn, before.timestamp()))
         return total
 
     async def get_paused(self) -> bool:

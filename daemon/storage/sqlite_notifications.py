@@ -12,6 +12,7 @@ from typing import Any
 
 from daemon.core.errors import Conflict, NotFound
 from daemon.core.models import FINAL_STATUSES, NewNotification, Outcome, Status
+from daemon.storage import sqlite_groups
 from daemon.storage.sqlite_rows import to_timestamp
 
 
@@ -29,6 +30,7 @@ def insert_notification(conn: sqlite3.Connection, new: NewNotification, ts: floa
                     f" {', '.join(differs)}: a repeat must send the same request; use a new key for a new notification"
                 )
             return int(same[0]["id"]), False
+        sqlite_groups.unused_key(conn, new.idempotency_key)
     # one statement: checks the recipient, inserts, and hands the row back (hops cost ~0.1 ms each)
     rows = conn.execute(
         "INSERT INTO notifications (recipient_id, text, subject, chain, status, idempotency_key,"

@@ -73,4 +73,5 @@ def notification_from_row(row: sqlite3.Row, attempts: tuple[Attempt, ...] = ()) 
         ack_timeout=to_seconds(row["ack_timeout"]),
         attempts=attempts,
         priority=Priority.from_rank(row["priority"]),
+        batch_id=row["batch_id"],
     )

@@ -23,6 +23,7 @@ from tui.base import fnotify_app
 from tui.connection import Connected, DaemonEvent
 from tui.formatting import chain_text, full_time, plain, priority_text, shown, status_text
 from tui.model import REDRIVABLE_STATUSES, TUI_KEY_PREFIX, Notification, apply_event, is_final, notification_id_of
+from tui.screens.batch import BatchScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.attempt_timeline import AttemptTimeline
 from tui.widgets.banner import ConnectionBanner
@@ -34,6 +35,7 @@ class NotificationDetailScreen(Screen[None]):
         Binding("c", "cancel", "Cancel"),
         Binding("r", "resend", "Resend"),
         Binding("R", "redrive", "Redrive", key_display="R"),
+        Binding("b", "batch", "Batch"),
     ]
 
     def __init__(self, notification_id: int) -> None:
@@ -102,6 +104,8 @@ class NotificationDetailScreen(Screen[None]):
         key = str(n.get("idempotency_key") or "")
         if key and not key.startswith(TUI_KEY_PREFIX):  # the send form's own keys are noise here
             facts.add_row("key", plain(key))
+        if n.get("batch_id") is not None:
+            facts.add_row("batch", f"#{n['batch_id']}, sent to a group (b: every member's status)")
         if n.get("deadline"):
             facts.add_row("expires", full_time(n["deadline"], tz))
         if n.get("ack_timeout"):
@@ -111,6 +115,7 @@ class NotificationDetailScreen(Screen[None]):
         if n.get("status") == "held" and n.get("next_attempt_at"):
             facts.add_row("held", f"until {full_time(n['next_attempt_at'], tz)} (the recipient's quiet hours)")
         self.query_one("#summary", Static).update(Group(title, facts))
+        self.refresh_bindings()
         self.query_one("#message-text", Static).update(plain(n.get("text") or "", keep_newlines=True))
         self.query_one(AttemptTimeline).show(n, tz)
 
@@ -130,6 +135,19 @@ class NotificationDetailScreen(Screen[None]):
                 self._call("cancel")
 
         self.app.push_screen(ConfirmScreen(question), cancel_if_confirmed)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The batch key is shown only for a notification sent to a group."""
+        if action == "batch":
+            return self.notification is not None and self.notification.get("batch_id") is not None
+        return True
+
+    def action_batch(self) -> None:
+        batch_id = self.notification.get("batch_id") if self.notification is not None else None
+        if batch_id is None:
+            self.notify("this notification was sent to one recipient, not to a group")
+            return
+        self.app.push_screen(BatchScreen(batch_id))
 
     def action_redrive(self) -> None:
         n = self.notification

@@ -1,4 +1,5 @@
-"""The send form: recipient (searchable), subject, message, channel chain, priority; errors inline.
+"""The send form: recipient (searchable) or a group, subject, message, channel chain, priority; errors
+inline. With a group chosen, the send makes one notification per member (a batch), and its batch opens.
 
 A send carries an idempotency key tied to the form's content, so pressing send again after a
 lost reply cannot deliver the same message twice; on success the new notification opens.
@@ -21,6 +22,7 @@ from daemon.protocol import Priority
 from tui.base import fnotify_app
 from tui.connection import Connected
 from tui.model import CHANNELS, TUI_KEY_PREFIX, Recipient
+from tui.screens.batch import BatchScreen
 from tui.screens.detail import NotificationDetailScreen
 from tui.widgets.banner import ConnectionBanner
 from tui.widgets.chain_editor import ChainEditor
@@ -50,6 +52,11 @@ class SendScreen(Screen[None]):
                 with Vertical(classes="row-body"):
                     yield RecipientPicker(id="recipient")
                     yield FieldError("recipient_id")
+            with Horizontal(classes="form-row"):
+                yield Label("Or group", classes="row-label")
+                with Vertical(classes="row-body"):
+                    yield Select([], prompt="none: to the recipient above", compact=True, id="group")
+                    yield FieldError("group")
             with Horizontal(classes="form-row"):
                 yield Label("Subject", classes="row-label")
                 with Vertical(classes="row-body"):
@@ -90,9 +97,32 @@ class SendScreen(Screen[None]):
         else:
             self.query_one("#recipient-search", Input).focus()
         self.load_channels()
+        self.load_groups()
 
     def on_connected(self, message: Connected) -> None:
         self.load_channels()
+        self.load_groups()
+
+    @work(exclusive=True, group="send-groups")
+    async def load_groups(self) -> None:
+        """The groups one may send to instead of one recipient (an empty one is listed, and refused)."""
+        try:
+            groups = await fnotify_app(self).call("group.list")
+        except (DaemonUnavailable, RemoteError):
+            return
+        select: Select[str] = self.query_one("#group", Select)
+        chosen = select.value
+        select.set_options([(f"{g['name']} ({len(g['members'])} recipients)", g["name"]) for g in groups])
+        if chosen in {g["name"] for g in groups}:
+            select.value = chosen
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "group":  # a group replaces the recipient: say so where the recipient is
+            self.query_one(RecipientPicker).disabled = self._group() is not None
+
+    def _group(self) -> str | None:
+        value = self.query_one("#group", Select).value
+        return value if isinstance(value, str) else None
 
     @work(exclusive=True, group="send-channels")
     async def load_channels(self) -> None:
@@ -123,18 +153,19 @@ class SendScreen(Screen[None]):
             return
         clear_errors(self)
         recipient: Recipient | None = self.query_one(RecipientPicker).selected
+        group = self._group()
         chain = self.query_one(ChainEditor).chain
-        if recipient is None:
-            show_error(self, "recipient_id", "choose a recipient (type to search, ↓ to pick)")
+        if recipient is None and group is None:
+            show_error(self, "recipient_id", "choose a recipient (type to search, ↓ to pick) or a group")
             return
         if not chain:
             show_error(self, "chain", "choose at least one channel (space turns one on)")
             return
-        params: dict[str, Any] = {
-            "recipient_id": recipient["id"],
-            "message": self.query_one("#message", TextArea).text,
-            "chain": chain,
-        }
+        params: dict[str, Any] = {"message": self.query_one("#message", TextArea).text, "chain": chain}
+        if group is not None:
+            params["group"] = group
+        elif recipient is not None:
+            params["recipient_id"] = recipient["id"]
         subject = self.query_one("#subject", Input).value.strip()
         if subject:
             params["subject"] = subject
@@ -163,6 +194,11 @@ class SendScreen(Screen[None]):
             return
         finally:
             self.sending = False
+        if "notifications" in result:  # a batch: the send went to a group
+            if not result.get("created", True):
+                self.notify(f"this was already sent as batch #{result['batch_id']}")
+            self.app.switch_screen(BatchScreen(result["batch_id"]))
+            return
         if not result.get("created", True):
             self.notify(f"this was already sent as #{result['id']}")
         self.app.switch_screen(NotificationDetailScreen(result["id"]))

@@ -11,8 +11,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+import pydantic
+from pydantic import ConfigDict, Field, ModelWrapValidatorHandler, ValidationInfo, field_validator, model_validator
 
+from daemon.api.requests.base import Request, field_error, with_error
+from daemon.api.requests.groups import (
+    ByBatch,
+    ByName,
+    GroupCreate,
+    GroupName,
+    GroupUpdate,
+)
 from daemon.api.requests.rules import (
     LIST_LIMIT_MAX,
     MAX_KEY,
@@ -37,6 +46,7 @@ from daemon.api.requests.rules import (
 )
 from daemon.api.requests.schedule import PriorityName, QuietWindow, TimeZone
 from daemon.core.errors import ValidationError
+from daemon.core.groups import NewBatch
 from daemon.core.models import MAX_WAIT, Channel, NewNotification, Priority, Status
 
 Id = Annotated[int, Integer()]
@@ -45,16 +55,14 @@ Message = Annotated[str, Text(MAX_TEXT)]
 Channels = Annotated[tuple[Channel, ...] | None, Chain()]
 
 
-class Request(BaseModel):
-    """Base of every request: an unknown field is refused by name, and a validated request is frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class SendRequest(Request):
-    """Queue a notification."""
+    """Queue a notification: for one recipient (``recipient_id``), or one for each member of a group
+    (``group``: a batch, linked by its ``batch_id``). Exactly one of the two."""
 
-    recipient_id: Id = Field(description="The recipient's id.")
+    recipient_id: OptionalId = Field(None, description="The recipient's id; not with group.")
+    group: Annotated[str | None, GroupName(optional=True)] = Field(
+        None, description="A group's name: one notification for each member, linked by a batch_id (the reply is "
+                          "the batch); not with recipient_id.")
     message: Message = Field(description="The text to deliver; not blank.")
     subject: Annotated[str | None, Text(MAX_SUBJECT, optional=True, one_line=True)] = Field(
         None, description="Email subject; one line. Default: the first line of the message.")
@@ -73,6 +81,22 @@ class SendRequest(Request):
         Priority.NORMAL, description="low, normal, high or critical: high and critical are not held by quiet "
                                      "hours, and a backlog is claimed higher priority first.")
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _recipient_or_group(cls, data: Any, handler: ModelWrapValidatorHandler[SendRequest]) -> SendRequest:
+        """Exactly one of ``recipient_id`` and ``group``, refused together with every other bad field (a
+        model validator of mode "after" would run only once all the fields were good)."""
+        given = [name for name in ("recipient_id", "group") if isinstance(data, dict) and data.get(name) is not None]
+        if len(given) == 1 or not isinstance(data, dict):
+            return handler(data)
+        field, message, kind = (("recipient_id", "required", "missing") if not given else
+                                ("group", "give either recipient_id or group, not both", "invalid"))
+        try:
+            handler(data)
+        except pydantic.ValidationError as exc:
+            raise with_error(cls, exc, field, message, kind) from None
+        raise field_error(cls, field, message, kind)
+
     @field_validator("deadline")
     @classmethod
     def _deadline_or_expires_in(cls, deadline: datetime | None, info: ValidationInfo) -> datetime | None:
@@ -83,14 +107,27 @@ class SendRequest(Request):
     def to_notification(self, default_chain: tuple[Channel, ...], now: datetime) -> NewNotification:
         """What to store, as of ``now``: ``expires_in`` becomes the deadline, and a deadline given as a
         time must be within ten years of now (further out is a mistake, and overflows on read)."""
-        deadline = self.deadline
-        if self.expires_in is not None:
-            deadline = now + timedelta(seconds=self.expires_in)
-        elif deadline is not None and not _within(deadline, now, MAX_WAIT):
-            raise ValidationError("deadline", "must be within ten years of now")
+        deadline = self._deadline(now)
+        assert self.recipient_id is not None  # else to_batch (the model validator saw one of the two)
         return NewNotification(
             recipient_id=self.recipient_id, text=self.message, chain=self.chain or default_chain,
             subject=self.subject, idempotency_key=self.idempotency_key or None, deadline=deadline,
+            ack_timeout=self.ack_timeout, expires_in=self.expires_in, priority=self.priority or Priority.NORMAL,
+        )
+
+    def _deadline(self, now: datetime) -> datetime | None:
+        if self.expires_in is not None:
+            return now + timedelta(seconds=self.expires_in)
+        if self.deadline is not None and not _within(self.deadline, now, MAX_WAIT):
+            raise ValidationError("deadline", "must be within ten years of now")
+        return self.deadline
+
+    def to_batch(self, default_chain: tuple[Channel, ...], now: datetime) -> NewBatch:
+        """What to store for a send to ``group``, as of ``now`` (as ``to_notification``)."""
+        assert self.group is not None
+        return NewBatch(
+            group=self.group, text=self.message, chain=self.chain or default_chain, subject=self.subject,
+            idempotency_key=self.idempotency_key or None, deadline=self._deadline(now),
             ack_timeout=self.ack_timeout, expires_in=self.expires_in, priority=self.priority or Priority.NORMAL,
         )
 
@@ -188,11 +225,16 @@ REQUESTS: dict[str, type[Request]] = {
     "recipient.update": RecipientUpdate,
     "recipient.remove": ById,
     "recipient.link": ById,
+    "group.add": GroupCreate,
+    "group.show": ByName,
+    "group.update": GroupUpdate,
+    "group.remove": ByName,
+    "batch.show": ByBatch,
     "backup": BackupRequest,
     "subscribe": SubscribeRequest,
 }
 """The model of each socket op that takes parameters (the others, ``ping``, ``status``, ``health``,
-``pause``, ``resume`` and ``recipient.list``, take none)."""
+``pause``, ``resume``, ``recipient.list`` and ``group.list``, take none)."""
 
 
 # -- the shapes only the HTTP API has ----------------------------------------------------------------

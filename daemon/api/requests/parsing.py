@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from daemon.api.requests.models import Request
+from daemon.api.requests.base import Request
 from daemon.api.requests.rules import INTEGER_TEXT
 from daemon.core.errors import ValidationError
 
