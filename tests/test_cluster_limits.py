@@ -11,6 +11,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import RunningDaemon, make_config, start_daemon, stop_daemon
 
@@ -68,3 +70,33 @@ async def test_three_daemons_on_one_database_stay_within_telegrams_limits_togeth
 def _count(delivered_by: dict[str, int], name: str, kind: str, data: Any) -> None:
     if kind == "attempt.finished" and data["outcome"] == "delivered":
         delivered_by[name] += 1
+
+
+async def test_when_the_shared_limits_cannot_be_read_nothing_is_sent_and_delivery_resumes_after(
+    short_tmp: Path, pg_database: str, suite: SimulatorSuite
+) -> None:
+    """A storage fault on the limiter's call alone (its function renamed away): the attempt is
+    interrupted as for any storage fault, no message goes out unpaced, and the daemon keeps running."""
+    sections = {"telegram": suite.config_sections()["telegram"], "storage": {"url": pg_database}}
+    node = await start_daemon(make_config(short_tmp, **sections))
+    admin = await asyncpg.connect(pg_database)
+    try:
+        rid = (await node.call("recipient.add", name="r", telegram_chat_id=BUSY_CHATS[0]))["id"]
+        await admin.execute("ALTER FUNCTION fnotify_rate_reserve RENAME TO fnotify_rate_reserve_away")
+        nid = (await node.call("send", recipient_id=rid, message="paced or not at all", chain=["telegram"]))["id"]
+        async with asyncio.timeout(10):
+            while not (await node.call("show", id=nid))["attempts"]:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert suite.telegram.messages == []
+        shown = await node.call("show", id=nid)
+        assert shown["status"] in ("queued", "sending")
+        assert [a["outcome"] for a in shown["attempts"]] in ([None], ["interrupted"])
+        await admin.execute("ALTER FUNCTION fnotify_rate_reserve_away RENAME TO fnotify_rate_reserve")
+        final = await node.wait_final(nid, timeout=10)
+    finally:
+        await admin.close()
+        await stop_daemon(node)
+    assert final["status"] == "delivered"
+    assert [m.text for m in suite.telegram.messages] == ["paced or not at all"]
+    assert "interrupted" in [a["outcome"] for a in final["attempts"]]
