@@ -10,6 +10,7 @@ from itertools import pairwise
 
 import pytest
 
+from daemon.channels.telegram import bot_id
 from daemon.core.errors import StorageError
 from daemon.core.ratelimit import Limit, MemoryRateLimits, Pacer, RateLimitStore, Reservation
 from daemon.database_url import parse_postgres_url
@@ -199,3 +200,9 @@ async def test_keys_out_of_order_are_refused_before_they_can_deadlock(pg_databas
             await store.rate_limits().reserve([Limit("telegram:1:chat:5", 1.0), Limit("telegram:1", 30.0)])
     finally:
         await store.close()
+
+
+def test_the_telegram_limits_are_named_by_the_bots_id_never_by_its_secret() -> None:
+    assert bot_id("123456:AAE-secret") == "123456"
+    odd = bot_id("no-colon-secret")
+    assert "secret" not in odd and odd.startswith("sha256-")

@@ -13,6 +13,7 @@ kept in the database, for every daemon of the cluster together. The bot's replie
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from daemon.channels.botapi import BotApi, scrub_token
@@ -32,6 +33,15 @@ BOT_MAX_SKIP = 3
 beyond that it asks again later, so a busy chat never makes the other chats queue behind it."""
 
 
+def bot_id(token: str) -> str:
+    """What names the bot's rate limits (Telegram counts per bot): the token's id part, public unlike
+    the rest; a token not shaped "<digits>:<secret>" by a digest, so no secret lands in the database."""
+    head, colon, _ = token.partition(":")
+    if colon and head.isdigit():
+        return head
+    return "sha256-" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
 def ack_callback_data(notification_id: int) -> str:
     """The callback_data of the "Got it" button; the bot's callback handler parses it back."""
     return f"{ACK_PREFIX}{notification_id}"
@@ -46,8 +56,7 @@ class TelegramChannel:
         token = config.token.get_secret_value() if config.token is not None else ""
         if not token:
             raise ConfigError("[telegram] token: required (or set FNOTIFY_TELEGRAM_TOKEN)")
-        # Telegram counts per bot: the token's id part (public, unlike the rest) names its limits
-        bot = f"telegram:{token.split(':', 1)[0]}"
+        bot = f"telegram:{bot_id(token)}"
         per_bot = Limit(bot, config.rate_global, max_skip=BOT_MAX_SKIP / config.rate_global)
         self.pacer = Pacer(rate_limits or MemoryRateLimits(), per_bot,
                            per_key_rate=config.rate_per_chat, per_key_prefix=f"{bot}:chat:")
