@@ -62,6 +62,6 @@ class ReplyPacing(BaseRequestMiddleware):
         try:
             return await make_request(bot, method)
         except TelegramRetryAfter as exc:
-            self.pacer.block(chat_id, exc.retry_after)  # the chat's notifications wait it out too
+            await self.pacer.block(chat_id, exc.retry_after)  # the chat's notifications wait it out too
         await self.pacer.acquire(chat_id)
         return await make_request(bot, method)

@@ -13,7 +13,7 @@ from daemon.channels.sms import SmsChannel
 from daemon.config import SmsConfig
 from daemon.core.channel import OutgoingMessage
 from daemon.core.models import Recipient
-from daemon.core.ratelimit import RateLimiter, limiter
+from daemon.core.ratelimit import Limit, MemoryRateLimits, Pacer
 from daemon.simulators.sms import SmsSimulator
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import make_config, start_daemon, stop_daemon
@@ -23,18 +23,13 @@ from tests.test_pacing import FakeClock
 
 async def test_a_channel_rate_limiter_spaces_every_send_by_its_rate() -> None:
     clock = FakeClock()
-    rate = RateLimiter(4.0, clock=clock, sleep=clock.sleep)
+    rate = Pacer(MemoryRateLimits(clock), Limit("sms", 4.0), sleep=clock.sleep)
     start = clock.now
     times = []
     for _ in range(5):
         await rate.acquire()
         times.append(round(clock.now - start, 3))
     assert times == [0.0, 0.25, 0.5, 0.75, 1.0]
-
-
-def test_no_rate_means_no_limiter() -> None:
-    assert limiter(None) is None
-    assert isinstance(limiter(5.0), RateLimiter)
 
 
 async def test_sms_concurrency_caps_the_requests_in_flight_at_the_provider() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.core.ratelimit import Pacer, TokenBucket
+from daemon.core.ratelimit import Limit, MemoryRateLimits, Pacer, TokenBucket
 from daemon.simulators.flood import FloodControl
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import RunningDaemon, make_config, start_daemon, stop_daemon
@@ -24,8 +24,15 @@ class FakeClock:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
-        self.now += seconds
+        """Until ``seconds`` from now: concurrent sleepers end at their own moments, not one after another."""
+        until = self.now + seconds
         await asyncio.sleep(0)
+        self.now = max(self.now, until)
+
+
+def telegram_pacer(clock: FakeClock, rate_global: float, rate_per_chat: float) -> Pacer:
+    return Pacer(MemoryRateLimits(clock), Limit("telegram:1", rate_global), per_key_rate=rate_per_chat,
+                 per_key_prefix="telegram:1:chat:", sleep=clock.sleep)
 
 
 # -- the pure parts ------------------------------------------------------------------------------
@@ -47,7 +54,7 @@ def test_a_blocked_bucket_waits_out_the_block_even_when_full() -> None:
 
 async def test_the_pacer_spaces_sends_to_one_chat_by_the_per_chat_rate() -> None:
     clock = FakeClock()
-    pacer = Pacer(rate_global=1000.0, rate_per_key=2.0, clock=clock, sleep=clock.sleep)
+    pacer = telegram_pacer(clock, rate_global=1000.0, rate_per_chat=2.0)
     times = []
     for _ in range(5):
         await pacer.acquire(7)
@@ -57,7 +64,7 @@ async def test_the_pacer_spaces_sends_to_one_chat_by_the_per_chat_rate() -> None
 
 async def test_the_pacer_spaces_sends_to_many_chats_by_the_global_rate() -> None:
     clock = FakeClock()
-    pacer = Pacer(rate_global=10.0, rate_per_key=1.0, clock=clock, sleep=clock.sleep)
+    pacer = telegram_pacer(clock, rate_global=10.0, rate_per_chat=1.0)
     start = clock.now
     await asyncio.gather(*(pacer.acquire(chat) for chat in range(20)))
     assert clock.now - start == pytest.approx(1.9, abs=0.01)  # the first goes at once, then one per 0.1 s
@@ -65,8 +72,8 @@ async def test_the_pacer_spaces_sends_to_many_chats_by_the_global_rate() -> None
 
 async def test_a_blocked_chat_waits_without_holding_up_other_chats() -> None:
     clock = FakeClock()
-    pacer = Pacer(rate_global=1000.0, rate_per_key=1000.0, clock=clock, sleep=clock.sleep)
-    pacer.block(1, 5.0)
+    pacer = telegram_pacer(clock, rate_global=1000.0, rate_per_chat=1000.0)
+    await pacer.block(1, 5.0)
     await pacer.acquire(2)
     assert clock.now == 100.0
     await pacer.acquire(1)

@@ -33,11 +33,13 @@ from daemon.config import EmailConfig
 from daemon.core.channel import OutgoingMessage
 from daemon.core.errors import ChannelError, PermanentError, TransientError
 from daemon.core.models import Channel, Recipient
-from daemon.core.ratelimit import limiter
+from daemon.core.ratelimit import Limit, MemoryRateLimits, Pacer, RateLimitStore
 
 log = logging.getLogger(__name__)
 
 SUBJECT_MAX = 60
+RATE_KEY = "email"
+"""``[email] rate``'s key among the rate limits (shared by every daemon on one PostgreSQL)."""
 DEFAULT_SUBJECT = "Notification"
 IDLE_PING_AFTER = 30.0
 """Seconds a pooled connection may sit idle before it is checked with NOOP on reuse."""
@@ -63,12 +65,13 @@ class EmailChannel:
 
     name = Channel.EMAIL
 
-    def __init__(self, config: EmailConfig) -> None:
+    def __init__(self, config: EmailConfig, rate_limits: RateLimitStore | None = None) -> None:
         self.config = config
         self._password = config.password.get_secret_value() if config.password is not None else None
         self._domain = _sender_domain(config.sender)
         self._slots = asyncio.Semaphore(config.pool_size)
-        self._rate = limiter(config.rate)
+        self._rate = (Pacer(rate_limits or MemoryRateLimits(), Limit(RATE_KEY, config.rate))
+                      if config.rate else None)
         self._idle: list[_Pooled] = []
         self._closed = False
 

@@ -28,12 +28,14 @@ from daemon.config import SmsConfig
 from daemon.core.channel import OutgoingMessage
 from daemon.core.errors import ConfigError, PermanentError, TransientError
 from daemon.core.models import Channel, Recipient
-from daemon.core.ratelimit import limiter
+from daemon.core.ratelimit import Limit, MemoryRateLimits, Pacer, RateLimitStore
 from daemon.core.redact import Redactor
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "failover-notify/0.1"
+RATE_KEY = "sms"
+"""``[sms] rate``'s key among the rate limits (shared by every daemon on one PostgreSQL)."""
 
 
 class SmsChannel:
@@ -41,7 +43,7 @@ class SmsChannel:
 
     name = Channel.SMS
 
-    def __init__(self, config: SmsConfig) -> None:
+    def __init__(self, config: SmsConfig, rate_limits: RateLimitStore | None = None) -> None:
         self.provider = config.provider
         self._token = config.auth_token.get_secret_value() if config.auth_token else None
         self._sender = config.sender
@@ -66,7 +68,8 @@ class SmsChannel:
         # httpcore's pool rescans every waiting request on each release: keep the queue in front of
         # it, not inside it (measured: 3x the throughput at 256 concurrent sends)
         self._slots = asyncio.Semaphore(config.concurrency)
-        self._rate = limiter(config.rate)
+        self._rate = (Pacer(rate_limits or MemoryRateLimits(), Limit(RATE_KEY, config.rate))
+                      if config.rate else None)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(config.timeout),
             limits=httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency),

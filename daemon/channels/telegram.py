@@ -4,14 +4,16 @@ Sends go over the daemon's own httpx client (``daemon.channels.botapi``, where T
 are mapped onto TransientError / PermanentError), not through aiogram: aiogram is the in-daemon
 bot's (``bot/``), which has its own ``Bot`` and comes up after the daemon is ready.
 
-Sends are paced by token buckets (``[telegram] rate_global`` and ``rate_per_chat``, see
-``daemon.core.ratelimit``) so the daemon waits instead of provoking 429s. The bot's replies draw on
-the same ``pacer``. A 429 that comes anyway blocks that chat for its ``retry_after`` and is raised
-with ``rate_limited=True``: the engine retries after the wait without counting a try.
+Sends are paced (``[telegram] rate_global`` per bot and ``rate_per_chat``, see
+``daemon.core.ratelimit``) so the daemon waits instead of provoking 429s; on PostgreSQL the limits are
+kept in the database, for every daemon of the cluster together. The bot's replies draw on the same
+``pacer``. A 429 that comes anyway blocks that chat for its ``retry_after`` and is raised with
+``rate_limited=True``: the engine retries after the wait without counting a try.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from daemon.channels.botapi import BotApi, scrub_token
@@ -20,12 +22,24 @@ from daemon.config import TelegramConfig
 from daemon.core.channel import OutgoingMessage
 from daemon.core.errors import ChannelError, ConfigError, PermanentError, TransientError
 from daemon.core.models import Channel, Recipient
-from daemon.core.ratelimit import Pacer
+from daemon.core.ratelimit import Limit, MemoryRateLimits, Pacer, RateLimitStore
 
 __all__ = ["ACK_BUTTON_TEXT", "ACK_PREFIX", "TelegramChannel", "ack_callback_data", "scrub_token"]
 
 ACK_BUTTON_TEXT = "✅ Got it"
 ACK_PREFIX = "ack:"
+BOT_MAX_SKIP = 3
+"""Per-bot slots a send held back by its chat's 1/s may book ahead (``daemon.core.ratelimit.Limit``):
+beyond that it asks again later, so a busy chat never makes the other chats queue behind it."""
+
+
+def bot_id(token: str) -> str:
+    """What names the bot's rate limits (Telegram counts per bot): the token's id part, public unlike
+    the rest; a token not shaped "<digits>:<secret>" by a digest, so no secret lands in the database."""
+    head, colon, _ = token.partition(":")
+    if colon and head.isdigit():
+        return head
+    return "sha256-" + hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 def ack_callback_data(notification_id: int) -> str:
@@ -38,11 +52,14 @@ class TelegramChannel:
 
     name = Channel.TELEGRAM
 
-    def __init__(self, config: TelegramConfig) -> None:
+    def __init__(self, config: TelegramConfig, rate_limits: RateLimitStore | None = None) -> None:
         token = config.token.get_secret_value() if config.token is not None else ""
         if not token:
             raise ConfigError("[telegram] token: required (or set FNOTIFY_TELEGRAM_TOKEN)")
-        self.pacer = Pacer(config.rate_global, config.rate_per_chat)
+        bot = f"telegram:{bot_id(token)}"
+        per_bot = Limit(bot, config.rate_global, max_skip=BOT_MAX_SKIP / config.rate_global)
+        self.pacer = Pacer(rate_limits or MemoryRateLimits(), per_bot,
+                           per_key_rate=config.rate_per_chat, per_key_prefix=f"{bot}:chat:")
         """Per-chat and per-bot budget: notifications here, the bot's replies in ``bot.pacing``."""
         self._max_parts = config.max_parts
         self._api = BotApi(config.api_base, token, timeout=config.timeout)
@@ -85,7 +102,7 @@ class TelegramChannel:
             sent = await self._api.call("sendMessage", params)
         except TransientError as exc:
             if exc.rate_limited and exc.retry_after is not None:
-                self.pacer.block(chat_id, exc.retry_after)
+                await self.pacer.block(chat_id, exc.retry_after)
             raise
         message_id = sent.get("message_id") if isinstance(sent, dict) else None
         if not isinstance(message_id, int) or isinstance(message_id, bool):

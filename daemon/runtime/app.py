@@ -31,7 +31,7 @@ from daemon.runtime.logs import throttle_resource_errors
 from daemon.runtime.reload import Reloader, retry_policy, sms_policy
 from daemon.runtime.systemd import Notifier, format_status
 from daemon.runtime.telegram_bot import BotHost
-from daemon.storage.factory import make_store
+from daemon.storage.factory import make_rate_limits, make_store
 
 if TYPE_CHECKING:
     from bot.runner import TelegramBot
@@ -58,7 +58,9 @@ class Daemon:
         self.events = EventBus(clock=clock)
         self.owner = new_owner_id()  # this daemon's id in claims and leases, new at every start
         self.store = make_store(config, self.owner)  # SQLite in state_dir, or the PostgreSQL of [storage] url
-        self.channels = build_channels(config)
+        # Telegram's, [email] rate, [sms] rate: in the database on PostgreSQL, for every daemon together
+        self.rate_limits = make_rate_limits(self.store)
+        self.channels = build_channels(config, self.rate_limits)
         self.engine = Engine(self.store, self.channels, retry_policy(config), self.events, self.redactor,
                              max_in_flight=config.daemon.max_in_flight, clock=clock, monotonic=monotonic,
                              breaker=BreakerSettings(config.breaker.threshold, config.breaker.cooldown),

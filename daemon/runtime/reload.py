@@ -33,6 +33,7 @@ from daemon.config import Config, load_config
 from daemon.core.engine import Engine
 from daemon.core.failover import RetryPolicy
 from daemon.core.models import Channel
+from daemon.core.ratelimit import RateLimitStore
 from daemon.core.redact import Redactor
 from daemon.core.sms_caps import SmsCaps, SmsPolicy
 from daemon.runtime.logs import set_level
@@ -114,6 +115,7 @@ class Reloadable(Protocol):
 
     config: Config
     channels: dict[Channel, ChannelAdapter]
+    rate_limits: RateLimitStore  # the new adapters keep pacing where the old ones left off
     redactor: Redactor
     notifier: Notifier
     service: Service
@@ -144,7 +146,7 @@ class Reloader:
         source = daemon.config.source
         try:
             plan = plan_reload(daemon.config, load_config(source))
-            channels = build_channels(plan.config) if plan.channels_changed else None
+            channels = build_channels(plan.config, daemon.rate_limits) if plan.channels_changed else None
         except Exception as exc:  # ConfigError above all, but no reload may take the daemon down
             reason = "; ".join(str(exc).splitlines()) or type(exc).__name__
             log.error("reload failed, still running on the previous configuration: %s", reason)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from daemon.config import Config
+from daemon.core.ratelimit import MemoryRateLimits, RateLimitStore
 from daemon.core.store import Store
 from daemon.storage.sqlite import SqliteStore
 
-__all__ = ["make_store"]
+__all__ = ["make_rate_limits", "make_store"]
 
 
 def make_store(config: Config, owner: str | None = None) -> Store:
@@ -18,3 +19,15 @@ def make_store(config: Config, owner: str | None = None) -> Store:
     from daemon.storage.postgres import PostgresStore  # asyncpg is imported only when it is used
 
     return PostgresStore(postgres, owner)
+
+
+def make_rate_limits(store: Store) -> RateLimitStore:
+    """Where the channels' rate limits live: in the database when several daemons share it (PostgreSQL),
+    else in this daemon's memory (SQLite: one daemon per install, docs/cluster.md)."""
+    if isinstance(store, SqliteStore):
+        return MemoryRateLimits()
+    from daemon.storage.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        return store.rate_limits()
+    return MemoryRateLimits()  # a store of a test's own

@@ -10,7 +10,7 @@ bot's writes in ``postgres_writes``, the engine's in ``postgres_engine``, the ro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +36,7 @@ from daemon.storage import postgres_engine as engine_sql
 from daemon.storage import postgres_sms
 from daemon.storage import postgres_writes as sql
 from daemon.storage.postgres_groups import PostgresGroups
+from daemon.storage.postgres_ratelimit import PostgresRateLimits
 from daemon.storage.postgres_rows import attempt_from_row, notification_from_row, recipient_from_row
 from daemon.storage.postgres_schema import connect_pool, migrate, translate
 from daemon.storage.postgres_sms import PostgresSmsLedger
@@ -89,6 +90,10 @@ class PostgresStore(PostgresSmsLedger, PostgresGroups):
     @property
     def location(self) -> str:
         return self.url.display
+
+    def rate_limits(self, clock: Callable[[], float] | None = None) -> PostgresRateLimits:
+        """The rate limits every daemon on this database shares, on the server's clock (or ``clock``)."""
+        return PostgresRateLimits(lambda: self._p, clock)
 
     @property
     def _p(self) -> asyncpg.Pool[Record]:
