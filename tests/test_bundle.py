@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from daemon.core.bundle import BundlePolicy, compose, cut_note, fits_for, joins
+from daemon.core.bundle import BundlePolicy, compose, cut_note, fits_for, joins, noted
 from daemon.core.errors import ConfigError
-from daemon.core.failover import Send
-from daemon.core.models import Channel, Priority, Recipient
+from daemon.core.failover import Plan, Send, StepKind
+from daemon.core.models import AttemptRecord, Channel, NotificationUpdate, Outcome, Priority, Recipient, Status
 from daemon.core.sms_segments import sms_segments
 from daemon.simulators.suite import SimulatorSuite
 from tests.conftest import FakeClock, RunningDaemon, make_config, start_daemon, stop_daemon
@@ -65,6 +66,16 @@ def test_an_sms_bundle_stays_within_max_segments() -> None:
     composed = compose(texts, fits_for(Channel.SMS, 2))
     assert sms_segments(composed.text) <= 2 and composed.cut > 0
     assert composed.shown + composed.cut == 40 and composed.text.endswith(cut_note(composed.cut))
+
+
+def test_each_members_attempt_names_its_bundle_and_says_when_its_text_was_cut() -> None:
+    record = AttemptRecord(Outcome.DELIVERED, None, "77")
+    plan = Plan(StepKind.DONE, Channel.TELEGRAM, record, NotificationUpdate(Status.DELIVERED, 0, 1, None), NOW)
+    assert noted(plan, 3, 12, cut=False).record.error == "delivered in bundle of 3 (lead #12)"
+    assert noted(plan, 3, 12, cut=True).record.error == (
+        "delivered in bundle of 3 (lead #12); its text was cut for length")
+    failed = replace(plan, record=AttemptRecord(Outcome.FAILED, "chat not found"))
+    assert noted(failed, 3, 12, cut=False).record.error == "chat not found; in bundle of 3 (lead #12)"
 
 
 # -- who joins a window, pure ---------------------------------------------------------------------------
@@ -119,10 +130,13 @@ def storage(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"url": request.getfixturevalue("pg_database")}
 
 
-def bundling_config(root: Path, suite: SimulatorSuite, window: float = WINDOW, **storage: Any) -> Any:
+def bundling_config(root: Path, suite: SimulatorSuite, window: float = WINDOW,
+                    storage: dict[str, Any] | None = None, **overrides: dict[str, Any]) -> Any:
     sections = suite.config_sections()
     sections["telegram"] = {**sections["telegram"], "rate_per_chat": 1000.0}  # an unbundled storm is not paced
-    return make_config(root, **sections, bundle={"window": window}, storage=storage)
+    for name, values in overrides.items():
+        sections[name] = {**sections.get(name, {}), **values}
+    return make_config(root, **sections, bundle={"window": window}, storage=storage or {})
 
 
 @pytest.fixture
@@ -133,7 +147,7 @@ async def clock() -> FakeClock:
 @pytest.fixture
 async def bundling(short_tmp: Path, suite: SimulatorSuite, clock: FakeClock,
                    storage: dict[str, Any]) -> AsyncIterator[RunningDaemon]:
-    running = await start_daemon(bundling_config(short_tmp, suite, **storage), clock=clock.now,
+    running = await start_daemon(bundling_config(short_tmp, suite, storage=storage), clock=clock.now,
                                  monotonic=clock.monotonic)
     yield running
     await stop_daemon(running)
@@ -268,7 +282,9 @@ async def test_a_bundle_that_fails_for_now_is_retried_per_retry_and_bundled_agai
     ids = [await send(bundling, ann, f"link {i} flapping") for i in range(3)]
     await eventually(lambda: waiting(bundling) == 3)
     await close_window(bundling, clock)
-    await eventually(lambda: "sendMessage" in suite.telegram.requests)
+    async with asyncio.timeout(10):  # each member's retry is written (due by the clock as it was then)
+        while [a["outcome"] for i in ids for a in (await bundling.call("show", id=i))["attempts"]] != ["retry"] * 3:
+            await asyncio.sleep(0.01)
     clock.advance(1.0)  # past [retry] backoff (0.2 s at most here): the retries come due, and open a window
     bundling.daemon.engine.poke()
     await eventually(lambda: waiting(bundling) == 3)
@@ -295,3 +311,25 @@ async def test_a_pause_holds_a_closed_window_until_resume(
     await bundling.call("resume")
     assert {(await bundling.wait_final(i))["status"] for i in ids} == {"delivered"}
     assert [m.text for m in suite.telegram.messages] == ["2 notifications:\n\njob 1 late\n\njob 0 late"]
+
+
+async def test_an_sms_storm_is_one_sms_within_max_segments_and_the_members_cut_say_so(
+    short_tmp: Path, suite: SimulatorSuite, clock: FakeClock
+) -> None:
+    config = bundling_config(short_tmp, suite, chain={"default": ["sms"]}, sms={"max_segments": 2})
+    running = await start_daemon(config, clock=clock.now, monotonic=clock.monotonic)
+    try:
+        ann = int((await running.call("recipient.add", name="Ann", phone="+14155550100"))["id"])
+        ids = [await send(running, ann, f"host{i} down") for i in range(40)]
+        await eventually(lambda: waiting(running) == 40)
+        await close_window(running, clock)
+        finals = [await running.wait_final(i) for i in ids]
+    finally:
+        await stop_daemon(running)
+    (sms,) = suite.sms.messages
+    assert sms.body.startswith("40 notifications:\n\nhost39 down\n\nhost38 down") and sms_segments(sms.body) <= 2
+    notes = [f["attempts"][0]["error"] for f in finals]
+    cut = [n for n in notes if n.endswith("its text was cut for length")]
+    assert sms.body.endswith(cut_note(len(cut))) and 0 < len(cut) < 40
+    assert all(n.startswith(f"delivered in bundle of 40 (lead #{min(ids)})") for n in notes)
+    assert all(f["status"] == "delivered" for f in finals)
