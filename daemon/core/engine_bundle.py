@@ -85,7 +85,7 @@ class EngineParts(Protocol):
 
 class Bundler:
     """The engine's bundling windows and the sending of them. A part of ``Engine`` kept in its own module:
-    it uses the engine's own steps (the situation, the send, the report) as the engine's walk does."""
+    it uses the engine's own steps (the situation, the send, the SMS count) as the engine's walk does."""
 
     def __init__(self, engine: EngineParts) -> None:
         self.engine = engine
