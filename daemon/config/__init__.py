@@ -195,6 +195,16 @@ class MetricsConfig(Section):
         return split_listen(self.listen)
 
 
+MAX_BUNDLE_WINDOW = 3600.0
+"""The longest bundling window (seconds): a longer wait for company is an outage of its own."""
+
+
+class BundleConfig(Section):
+    window: float = Field(default=0.0, ge=0, le=MAX_BUNDLE_WINDOW)
+    """Seconds a notification below ``high`` waits for others to the same recipient (on the same channel)
+    to go out with it as one message ("3 notifications: ..."); 0 (the default): no bundling."""
+
+
 class StorageConfig(Section):
     url: SecretStr | None = None
     """Unset: SQLite in ``[daemon] state_dir``. ``postgresql://user:password@host:port/dbname`` (or
@@ -229,6 +239,7 @@ class Config(Section):
     http: HttpConfig = Field(default_factory=HttpConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    bundle: BundleConfig = Field(default_factory=BundleConfig)
 
     source: Path | None = Field(default=None, exclude=True)
     """The file this was loaded from (None: defaults only)."""

@@ -13,6 +13,9 @@ told to send, and writes the ``Plan`` it gets back. An ack wait rides the same t
 the row stays ``sending`` with ``awaiting_ack`` set and ``next_attempt_at`` at the ack deadline,
 so it survives restarts.
 
+With ``[bundle] window`` set, a send below ``high`` priority waits in its recipient's window and goes
+out with the others as one message: ``daemon.core.bundle`` (the rules) and ``engine_bundle`` (the I/O).
+
 Time comes from the injected ``clock`` (and ``monotonic`` for the breakers), so tests can run the
 engine on a fake clock: advance it, then ``run_due()`` (or ``poke()`` a started engine).
 
@@ -34,18 +37,20 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.core import failover
-from daemon.core.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from daemon.core.breaker import BreakerSettings, CircuitBreaker
+from daemon.core.bundle import BundlePolicy
 from daemon.core.channel import ChannelAdapter, OutgoingMessage
+from daemon.core.engine_bundle import Bundler
 from daemon.core.errors import LeaseLost, PermanentError, StorageError, TransientError
 from daemon.core.events import EventBus
 from daemon.core.failover import AttemptResult, Plan, RetryPolicy, Send, Situation, StepKind
-from daemon.core.models import Channel, Notification, Recipient, Status, iso, iso_at, utcnow
+from daemon.core.models import Channel, Notification, Recipient, iso, utcnow
+from daemon.core.outcomes import breaker_saw, report
 from daemon.core.redact import Redactor
 from daemon.core.sms_caps import SmsPolicy, SmsUsage, crossed_warning, day_start, usage_since
 from daemon.core.sms_receipt import Receipt
 from daemon.core.sms_segments import sms_segments
 from daemon.core.store import Store, new_owner_id
-from daemon.protocol import AttemptJSON
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,7 @@ class Engine:
         owner: str | None = None,
         lease: float = DEFAULT_LEASE,
         sms: SmsPolicy | None = None,
+        bundle: BundlePolicy | None = None,
     ) -> None:
         self.store = store
         self.channels = dict(channels)
@@ -95,6 +101,8 @@ class Engine:
         self._stopping = False
         self.paused = False  # held by an operator: accept and store, but start no attempt
         self.sms = sms or SmsPolicy()  # delivery receipts and the caps; replaced on a config reload
+        self.bundle = bundle or BundlePolicy()  # [bundle]: replaced on a config reload too
+        self.bundler = Bundler(self)  # its windows, and sending them (daemon.core.engine_bundle)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -120,6 +128,7 @@ class Engine:
             self._scheduler.shutdown(wait=False)
         if self._dispatcher is not None:
             await self._dispatcher
+        await self.bundler.release_all()
         if self._tasks:
             log.info("waiting up to %.1f s for %d attempt(s) in flight", grace, len(self._tasks))
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
@@ -181,6 +190,7 @@ class Engine:
                 return
             try:
                 await self._claim_and_spawn()
+                self.bundler.close_due()
                 await self._arm_timer()
             except StorageError as exc:
                 log.error("dispatch paused: %s; retrying in %.0f s", exc, STORAGE_RETRY_SECONDS)
@@ -208,11 +218,13 @@ class Engine:
             self._wake.set()
 
     async def run_due(self) -> int:
-        """Claim what is due by the engine's clock and walk it until it waits (a retry, an ack) or
-        ends; return how many were claimed. The dispatcher does this on every wake-up without waiting;
-        tests call it on a fake clock to run due work deterministically, without timers or sleeps."""
+        """Claim what is due by the engine's clock (and send the bundling windows that have closed) and walk
+        it until it waits (a retry, an ack, a window) or ends; return how many tasks that made. The dispatcher
+        does this on every wake-up without waiting; tests call it on a fake clock to run due work
+        deterministically, without timers or sleeps."""
         before = set(self._tasks)
         await self._claim_and_spawn()
+        self.bundler.close_due()
         claimed = self._tasks - before
         await asyncio.gather(*claimed)  # _run logs whatever a walk raises
         return len(claimed)
@@ -220,7 +232,8 @@ class Engine:
     async def _arm_timer(self) -> None:
         if self.paused:
             return  # resume() pokes
-        due = await self.store.next_due_time()
+        times = (await self.store.next_due_time(), self.bundler.windows.next_close())  # a row, or a window's end
+        due = min((t for t in times if t is not None), default=None)
         if due is None:
             if self._scheduler.get_job(WAKEUP_JOB):
                 self._scheduler.remove_job(WAKEUP_JOB)
@@ -244,7 +257,7 @@ class Engine:
             await self.refresh_paused()
         except StorageError as exc:
             log.error("reading the pause flag failed: %s", exc)
-        ids = set(self._held.values())
+        ids = set(self._held.values()) | self.bundler.held()
         if ids:
             try:
                 held = await self.store.renew_leases(self.owner, ids, self.clock() + timedelta(seconds=self.lease))
@@ -285,9 +298,9 @@ class Engine:
 
     # -- one notification ----------------------------------------------------------------------
 
-    async def _run(self, notification: Notification) -> None:
+    async def _run(self, notification: Notification, join: bool = True) -> None:
         try:
-            await self._walk(notification)
+            await self._walk(notification, join)
         except asyncio.CancelledError:
             raise
         except LeaseLost as exc:  # our lease ran out while the attempt ran: the other daemon's record stands
@@ -320,9 +333,11 @@ class Engine:
             await asyncio.sleep(wait)
             wait = min(wait * 2, RELEASE_RETRY_MAX)
 
-    async def _walk(self, n: Notification) -> None:
+    async def _walk(self, n: Notification, join: bool = True) -> None:
         """Gather the facts, ask ``daemon.failover`` what to do, do it, write what it says; again
-        while it says "next channel". Every rule is there: nothing here decides anything."""
+        while it says "next channel". Every rule is there: nothing here decides anything. A send that
+        ``daemon.core.bundle`` bundles waits in a window instead (unless ``join`` is False: the first
+        step of a window's lone member)."""
         recipient = await self.store.get_recipient(n.recipient_id)
         ack_due = n.ack_timeout is not None and await self.store.awaiting_ack(n.id)
         receipt = await self.store.pending_receipt(n.id) if Channel.SMS in n.chain else None
@@ -331,6 +346,10 @@ class Engine:
             usage = await self._sms_usage(n, recipient, position)
             situation = self._situation(n, recipient, position, tries, ack_due, receipt, usage)
             decision = failover.before_attempt(situation)
+            if isinstance(decision, Send) and join and self.bundler.joins(n, decision, situation):
+                self.bundler.join(n, decision.channel)
+                return
+            join = True
             attempt_id: int | None = None
             if isinstance(decision, Send):
                 attempt_id, plan = await self._attempt(n, situation, decision)
@@ -345,7 +364,7 @@ class Engine:
             attempt_id = attempt_id if attempt_id is not None else plan.attempt_id
             attempt, new_status = await self.store.finish_attempt(attempt_id, n.id, plan.channel, plan.record,
                                                                   plan.update, plan.at, self.owner)
-            self._report(n, attempt.to_json(), plan, status, new_status)
+            report(self.events, n, attempt.to_json(), plan, status, new_status)
             status = new_status
             if plan.update.release and plan.update.next_attempt_at is not None:  # a retry, or the ack deadline
                 self._arm_if_earlier(plan.update.next_attempt_at)
@@ -384,9 +403,13 @@ class Engine:
             "until": iso(plan.update.next_attempt_at)})
         self._arm_if_earlier(plan.update.next_attempt_at)
 
-    async def _count_sms(self, n: Notification, recipient: Recipient) -> None:
+    async def _count_sms(self, recipient: Recipient, text: str, notification_id: int) -> None:
         """An SMS was accepted: it is paid for, so it counts towards the caps (and the 80 % warning)."""
-        before, after = await self.store.record_sms_sent(recipient.id, self.clock(), sms_segments(n.text))
+        try:
+            before, after = await self.store.record_sms_sent(recipient.id, self.clock(), sms_segments(text))
+        except StorageError as exc:  # the message is out: losing one count must not lose its record
+            log.error("notification %d: the SMS sent could not be counted towards the caps: %s", notification_id, exc)
+            return
         budget = self.sms.caps.daily_budget
         if budget is not None and crossed_warning(self.sms.caps, before, after):
             log.warning("SMS daily budget: %d of %d segments used today (UTC)", after, budget)
@@ -405,12 +428,9 @@ class Engine:
         message = OutgoingMessage(n.id, send.recipient, n.text, n.subject, ack_requested=send.ack_requested,
                                   validity_period=send.validity_period)
         result = await self._send(adapter, message)
-        self._breaker_saw(send.channel, result)
+        breaker_saw(self.breakers[send.channel], send.channel, result, self.events)
         if send.channel is Channel.SMS and result.kind is failover.ResultKind.DELIVERED:
-            try:
-                await self._count_sms(n, send.recipient)
-            except StorageError as exc:  # the message is out: losing one count must not lose its record
-                log.error("notification %d: the SMS sent could not be counted towards the caps: %s", n.id, exc)
+            await self._count_sms(send.recipient, n.text, n.id)
         return attempt_id, failover.after_attempt(situation, result, self.clock(), sent_at, draw=self.rng.random)
 
     async def _send(self, adapter: ChannelAdapter, message: OutgoingMessage) -> AttemptResult:
@@ -427,41 +447,3 @@ class Engine:
             log.exception("%s adapter raised unexpectedly", adapter.name)
             return AttemptResult.transient(self.redact(f"unexpected {type(exc).__name__}: {exc}"))
         return AttemptResult.delivered(provider_id)
-
-    def _breaker_saw(self, channel: Channel, result: AttemptResult) -> None:
-        breaker = self.breakers[channel]
-        before = breaker.state
-        if result.channel_failed:
-            breaker.failure()
-        else:  # delivered, refused for good, rate limited: the provider answered
-            breaker.success()
-        after = breaker.state
-        if after is not before:
-            if after is BreakerState.OPEN:
-                log.warning("%s is down after %d consecutive transient failures: skipped for %.0f s",
-                            channel, breaker.failures, breaker.settings.cooldown)
-            else:
-                log.info("%s breaker %s", channel, after)
-            self.events.publish("channel.breaker", {"channel": str(channel), **breaker.to_json()})
-
-    def _report(self, n: Notification, attempt: AttemptJSON, plan: Plan, old: Status, new: Status) -> None:
-        then = f", retry in {plan.delay:.1f} s" if plan.kind is StepKind.RETRY else ""
-        if plan.kind is StepKind.HOLD:
-            then = f", held until {iso(plan.update.next_attempt_at)}"
-        if plan.update.awaiting_ack:
-            then = f", waiting {n.ack_timeout:g} s for an acknowledgement"
-        log.info(
-            "notification %d -> recipient %d: %s %s in %s ms%s%s",
-            n.id, n.recipient_id, attempt["channel"], attempt["outcome"], attempt["duration_ms"],
-            f" ({attempt['error']})" if attempt["error"] else "", then,
-            extra={"notification_id": n.id, "recipient_id": n.recipient_id, "channel": attempt["channel"],
-                   "outcome": attempt["outcome"], "duration_ms": attempt["duration_ms"]},  # for JSON logs
-        )
-        self.events.publish("attempt.finished", {"notification_id": n.id, **attempt})
-        if plan.update.awaiting_ack:
-            self.events.publish("notification.awaiting_ack", {
-                "id": n.id, "recipient_id": n.recipient_id, "until": iso(plan.update.next_attempt_at)})
-        if new is not old:
-            self.events.publish("notification.status", {"id": n.id, "recipient_id": n.recipient_id,
-                                                        "status": str(new), "channel": attempt["channel"],
-                                                        "created_at": iso_at(n.created_at)})

@@ -28,7 +28,7 @@ from daemon.core.store import BOT_ROLE, new_owner_id
 from daemon.runtime.cluster import ClusterLink
 from daemon.runtime.leader import Leadership
 from daemon.runtime.logs import throttle_resource_errors
-from daemon.runtime.reload import Reloader, retry_policy, sms_policy
+from daemon.runtime.reload import Reloader, bundle_policy, retry_policy, sms_policy
 from daemon.runtime.systemd import Notifier, format_status
 from daemon.runtime.telegram_bot import BotHost
 from daemon.storage.factory import make_rate_limits, make_store
@@ -64,7 +64,8 @@ class Daemon:
         self.engine = Engine(self.store, self.channels, retry_policy(config), self.events, self.redactor,
                              max_in_flight=config.daemon.max_in_flight, clock=clock, monotonic=monotonic,
                              breaker=BreakerSettings(config.breaker.threshold, config.breaker.cooldown),
-                             owner=self.owner, lease=config.storage.lease, sms=sms_policy(config))
+                             owner=self.owner, lease=config.storage.lease, sms=sms_policy(config),
+                             bundle=bundle_policy(config))
         self.service = Service(config, self.store, self.engine, self.events, clock=clock, monotonic=monotonic)
         self.cluster = ClusterLink(self.store, self.engine, self.events)  # PostgreSQL: the other daemons' hints
         # heartbeats for `status`, and the one daemon of a cluster that polls Telegram (getUpdates)

@@ -1,7 +1,7 @@
 """SIGHUP: re-read the config file and apply what can change while the daemon runs.
 
 Applied live:
-    [retry], [chain]                      the next decision uses them
+    [retry], [chain], [bundle]            the next decision uses them (an open bundling window keeps its end)
     [daemon] log_level, max_in_flight,    at once
              shutdown_grace
     [telegram], [email], [sms]            adapters rebuilt from the new settings and secrets, swapped in
@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from daemon.api.service import Service
 from daemon.channels import ChannelAdapter, build_channels
 from daemon.config import Config, load_config
+from daemon.core.bundle import BundlePolicy
 from daemon.core.engine import Engine
 from daemon.core.failover import RetryPolicy
 from daemon.core.models import Channel
@@ -42,7 +43,7 @@ from daemon.runtime.systemd import Notifier
 log = logging.getLogger(__name__)
 
 CHANNEL_SECTIONS = frozenset({"telegram", "email", "sms"})
-LIVE_SECTIONS = CHANNEL_SECTIONS | {"retry", "chain"}
+LIVE_SECTIONS = CHANNEL_SECTIONS | {"retry", "chain", "bundle"}
 LIVE_DAEMON_KEYS = frozenset({"log_level", "max_in_flight", "shutdown_grace"})
 CLOSE_OLD_AFTER_MAX = 60.0
 """Seconds a replaced adapter is kept open for the attempts still using it."""
@@ -110,6 +111,11 @@ def sms_policy(config: Config) -> SmsPolicy:
     return SmsPolicy(timeout, SmsCaps.parse(sms.recipient_limits, sms.daily_budget))
 
 
+def bundle_policy(config: Config) -> BundlePolicy:
+    """The engine's bundling from ``[bundle]`` (and the SMS length limit): at start and after every reload."""
+    return BundlePolicy(config.bundle.window, config.sms.max_segments)
+
+
 class Reloadable(Protocol):
     """What a reload touches in the running daemon (``daemon.runtime.app.Daemon``)."""
 
@@ -165,6 +171,7 @@ class Reloader:
         daemon.config = daemon.service.config = config
         daemon.engine.policy = retry_policy(config)
         daemon.engine.sms = sms_policy(config)
+        daemon.engine.bundle = bundle_policy(config)
         daemon.engine.max_in_flight = config.daemon.max_in_flight
         set_level(config.daemon.log_level)
         if channels is not None:
