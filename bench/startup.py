@@ -160,7 +160,8 @@ def rows(r: dict[str, Any]) -> list[Row]:
     runs = ", ".join(f"{s:.2f}" for s in b["ready_runs_s"])
     growth = b["peak_rss_mb_draining"] - idle_bot
     return [
-        Row(f"ready with {b['count'] // 1000}k backlog (spawn -> status answered, Telegram on)", f"{b['ready_s']:.2f} s",
+        Row(f"ready with {b['count'] // 1000}k backlog (spawn -> status answered, Telegram on)",
+            f"{b['ready_s']:.2f} s",
             target=f"< {READY_TARGET_S:g} s: {'met' if b['ready_s'] < READY_TARGET_S else 'NOT met'}",
             detail=f"median of {runs} s; bot answering {bot['bot_s']:.2f} s after spawn (empty database)"),
         Row("backlog: drain rate", f"{b['drain_per_s']:,.0f}/s", detail=f"{b['drained']:,} in the window"),
