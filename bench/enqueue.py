@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.common import Row, add_recipients, enqueue, verdict
 from bench.procs import DaemonProc
+from bench.startup import start_with_bot
 from daemon.client import DaemonClient
 from daemon.core.models import Channel, NewNotification
 from daemon.storage import sqlite_schema
@@ -47,7 +48,8 @@ def raw_sqlite(path: Path, count: int) -> dict[str, float]:
 
 async def run(ctx: Any) -> dict[str, Any]:
     daemon = DaemonProc(ctx.work / "enqueue", ctx.channels)
-    await daemon.start()
+    # steady state: the bot's aiogram import (after READY, on a thread) holds the GIL for seconds
+    await start_with_bot(daemon, ctx.sims)
     try:
         recipients = await add_recipients(daemon)
         async with DaemonClient(daemon.socket) as client:
