@@ -39,7 +39,8 @@ class Context:
     channels: str
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Run the parts; ``out`` is rewritten after each, so a run cut short keeps what it measured."""
     work = Path(tempfile.mkdtemp(prefix="fnb-", dir="/tmp"))
     sims = Simulators()
     channels = await sims.start()
@@ -53,6 +54,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["parts"][name] = round(time.perf_counter() - began, 1)
             for key, value in part.items():
                 print(f"  {key}: {json.dumps(value, default=lambda f: round(f, 2))}", flush=True)
+            out.write_text(json.dumps(results, indent=2))
     finally:
         await sims.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -81,14 +83,17 @@ def main() -> None:
     parser.add_argument("--ready-runs", type=int, default=3, help="starts timed on the backlog (the median)")
     parser.add_argument("--reference", type=int, default=3000, help="requests per bare httpx loop")
     parser.add_argument("--cli-runs", type=int, default=30, help="fnotify send processes timed (the median)")
+    parser.add_argument("--table", type=Path, metavar="JSON", help="print the table of a results file, run nothing")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return
     began = time.perf_counter()
-    results = asyncio.run(run(args))
-    print()
-    print(table(results))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{datetime.now():%Y%m%dT%H%M%S}.json"
-    out.write_text(json.dumps(results, indent=2))
+    results = asyncio.run(run(args, out))
+    print()
+    print(table(results))
     print(f"\nwritten {out} ({time.perf_counter() - began:.0f} s)")
 
 
