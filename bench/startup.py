@@ -105,6 +105,8 @@ async def ready_with_backlog(sims: Simulators, channels: str, work: Path, count:
         if run < runs - 1:
             await daemon.kill()
             continue
+        async with DaemonClient(daemon.socket) as client:
+            await client.call("resume")  # the seed's pause is stored in the database it copied
         result = await drain(daemon, queued["count"], drain_window)
         await daemon.stop()
     return {"count": queued["count"], "enqueue_per_s": queued["per_s"], "peak_rss_mb_queueing": peak_queueing,
