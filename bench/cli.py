@@ -11,6 +11,7 @@ own ``.pth`` files, the editable finder among them, are not processed). Target: 
 from __future__ import annotations
 
 import asyncio
+import resource
 import shutil
 import statistics
 import sys
@@ -48,18 +49,25 @@ def regular_install(where: Path) -> Path:
     return script
 
 
-async def wall_ms(argv: list[str], runs: int) -> list[float]:
-    """Wall time of each of ``runs`` processes, one after another (after one untimed warm-up that
-    writes the bytecode caches); outside the repository, so its packages are not on the path."""
-    times = []
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def timed(argv: list[str], runs: int) -> dict[str, float]:
+    """Median wall time and CPU time (ms) of ``runs`` processes, one after another, after one untimed
+    warm-up that writes the bytecode caches; run outside the repository, so its packages are not on
+    the path. CPU time counts only finished children: the daemon and the simulators still run."""
+    wall, cpu = [], []
     for i in range(runs + 1):
-        began = time.perf_counter()
+        began, cpu0 = time.perf_counter(), _children_cpu()
         proc = await asyncio.create_subprocess_exec(*argv, cwd="/", stdout=asyncio.subprocess.DEVNULL)
         if await proc.wait() != 0:
             raise RuntimeError(f"{argv} exited with {proc.returncode}")
         if i:
-            times.append((time.perf_counter() - began) * 1000)
-    return times
+            wall.append((time.perf_counter() - began) * 1000)
+            cpu.append((_children_cpu() - cpu0) * 1000)
+    return {"wall_ms": statistics.median(wall), "cpu_ms": statistics.median(cpu)}
 
 
 async def run(ctx: Any) -> dict[str, Any]:
@@ -73,10 +81,9 @@ async def run(ctx: Any) -> dict[str, Any]:
         runs = ctx.args.cli_runs
         editable = Path(sys.executable).parent / "fnotify"
         regular = regular_install(ctx.work / "regular-venv")
-        out = {"runs": runs,
-               "python_pass_ms": statistics.median(await wall_ms([sys.executable, "-c", "pass"], runs)),
-               "editable_ms": statistics.median(await wall_ms([str(editable), *send], runs)),
-               "regular_ms": statistics.median(await wall_ms([str(regular), *send], runs))}
+        out = {"runs": runs, "python_pass": await timed([sys.executable, "-c", "pass"], runs),
+               "editable": await timed([str(editable), *send], runs),
+               "regular": await timed([str(regular), *send], runs)}
     finally:
         await daemon.stop()
     return {"cli": out}
@@ -86,7 +93,9 @@ def rows(r: dict[str, Any]) -> list[Row]:
     if "cli" not in r:
         return []
     c = r["cli"]
-    ref = f"python -c pass {c['python_pass_ms']:.0f} ms"
-    return [Row(f"CLI send, whole process, {kind} install (median of {c['runs']})", f"{c[key]:.0f} ms", ref,
-                f"{c[key] / c['python_pass_ms']:.1f}x", f"< {TARGET_MS:.0f} ms: {verdict(c[key] < TARGET_MS)}")
-            for kind, key in (("regular", "regular_ms"), ("editable", "editable_ms"))]
+    ref = c["python_pass"]
+    return [Row(f"CLI send, whole process, {kind} install (median of {c['runs']})", f"{c[kind]['wall_ms']:.0f} ms",
+                f"python -c pass {ref['wall_ms']:.0f} ms", f"{c[kind]['wall_ms'] / ref['wall_ms']:.1f}x",
+                f"< {TARGET_MS:.0f} ms: {verdict(c[kind]['wall_ms'] < TARGET_MS)}",
+                f"CPU {c[kind]['cpu_ms']:.0f} ms, python -c pass {ref['cpu_ms']:.0f} ms")
+            for kind in ("regular", "editable")]
