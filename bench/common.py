@@ -48,7 +48,7 @@ async def add_recipients(daemon: DaemonProc, telegram: bool = True) -> list[int]
 
 
 async def enqueue(daemon: DaemonProc, recipients: list[int], clients: int, total: int,
-                  rate: float | None = None, **params: Any) -> dict[str, float]:
+                  rate: float | None = None, **params: Any) -> dict[str, Any]:
     """``total`` sends from ``clients`` connections, as fast as acknowledged, or at ``rate`` per second."""
     latencies: list[float] = []
     per_client = -(-total // clients)  # round up: every client sends the same number
