@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from bench.common import Row, add_recipients, enqueue
 from bench.procs import DaemonProc, Simulators
 from daemon.client import DaemonClient
 
@@ -82,7 +83,7 @@ async def bare_httpx_loop(channels: str, count: int) -> dict[str, Any]:
 
 
 async def ready_with_backlog(sims: Simulators, channels: str, work: Path, count: int, runs: int,
-                             drain_window: float, enqueue: Any, add_recipients: Any) -> dict[str, Any]:
+                             drain_window: float) -> dict[str, Any]:
     """Queue ``count``, kill, then time ``runs`` starts on copies of that database; the last one drains."""
     seed = DaemonProc(work / "backlog-seed", channels)
     await seed.start()
@@ -104,6 +105,8 @@ async def ready_with_backlog(sims: Simulators, channels: str, work: Path, count:
         if run < runs - 1:
             await daemon.kill()
             continue
+        async with DaemonClient(daemon.socket) as client:
+            await client.call("resume")  # the seed's pause is stored in the database it copied
         result = await drain(daemon, queued["count"], drain_window)
         await daemon.stop()
     return {"count": queued["count"], "enqueue_per_s": queued["per_s"], "peak_rss_mb_queueing": peak_queueing,
@@ -137,3 +140,36 @@ async def idle_memory(sims: Simulators, channels: str, work: Path, seconds: floa
     without = {"rss_mb": daemon.rss_mb()[0]}
     await daemon.stop()
     return {"with_bot": with_bot, "without_bot": without}
+
+
+READY_TARGET_S = 1.0
+DRAIN_GROWTH_TARGET_MB = 30.0
+
+
+async def run(ctx: Any) -> dict[str, Any]:
+    """``--only startup``: ready with the backlog, its drain, then idle memory."""
+    a = ctx.args
+    backlog = await ready_with_backlog(ctx.sims, ctx.channels, ctx.work, a.backlog, a.ready_runs, a.drain_window)
+    return {"backlog": backlog, "idle": await idle_memory(ctx.sims, ctx.channels, ctx.work, 10.0)}
+
+
+def rows(r: dict[str, Any]) -> list[Row]:
+    if "backlog" not in r:
+        return []
+    b, i = r["backlog"], r["idle"]
+    bot = i["with_bot"]
+    idle_bot, idle_bare = bot["rss_mb"], i["without_bot"]["rss_mb"]
+    runs = ", ".join(f"{s:.2f}" for s in b["ready_runs_s"])
+    growth = b["peak_rss_mb_draining"] - idle_bot
+    return [
+        Row(f"ready with {b['count'] // 1000}k backlog (spawn -> status answered, Telegram on)",
+            f"{b['ready_s']:.2f} s",
+            target=f"< {READY_TARGET_S:g} s: {'met' if b['ready_s'] < READY_TARGET_S else 'NOT met'}",
+            detail=f"median of {runs} s; bot answering {bot['bot_s']:.2f} s after spawn (empty database)"),
+        Row("backlog: drain rate", f"{b['drain_per_s']:,.0f}/s", detail=f"{b['drained']:,} in the window"),
+        Row("idle RSS with the bot / without Telegram", f"{idle_bot:.0f} MiB",
+            detail=f"{idle_bare:.0f} MiB without; {bot['cpu_s']:.2f} s CPU in {bot['seconds']:.0f} s"),
+        Row("drain peak RSS minus idle RSS (with the bot)", f"{growth:.1f} MiB", f"idle {idle_bot:.0f} MiB",
+            target=f"< {DRAIN_GROWTH_TARGET_MB:g} MiB: {'met' if growth < DRAIN_GROWTH_TARGET_MB else 'NOT met'}",
+            detail=f"peak {b['peak_rss_mb_draining']:.0f} MiB draining, {b['peak_rss_mb_queueing']:.0f} MiB queueing"),
+    ]

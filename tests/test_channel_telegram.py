@@ -16,6 +16,8 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bot.runner import make_bot
+from daemon.channels import botapi
+from daemon.channels.botapi import BotApi
 from daemon.channels.telegram import TelegramChannel, scrub_token
 from daemon.config import TelegramConfig
 from daemon.core.channel import OutgoingMessage
@@ -479,3 +481,18 @@ async def test_the_simulator_refuses_a_non_loopback_address() -> None:
     with pytest.raises(ValueError, match="loopback"):
         await TelegramSimulator().start("0.0.0.0")
 
+
+
+async def test_concurrent_sends_spread_over_small_httpx_pools(sim: TelegramSimulator) -> None:
+    # httpcore visits every connection of a pool on each request and release: a pool of 100 cost a
+    # third of the CPU per send, so no pool may grow past PER_CLIENT however many sends overlap
+    api = BotApi(str(sim.base_url), TOKEN, timeout=5.0, connections=3 * botapi.PER_CLIENT)
+    try:
+        sim.faults.inject("latency", count=3 * botapi.PER_CLIENT, delay=0.3)  # every send overlaps the others
+        sends = [api.call("sendMessage", {"chat_id": CHAT, "text": f"m{i}"}) for i in range(3 * botapi.PER_CLIENT)]
+        assert all(result["message_id"] for result in await asyncio.gather(*sends))
+        pools = [len(client._transport._pool.connections)  # type: ignore[attr-defined]
+                 for client in api._clients if client is not None]
+        assert sum(pools) == 3 * botapi.PER_CLIENT and max(pools) <= botapi.PER_CLIENT
+    finally:
+        await api.aclose()

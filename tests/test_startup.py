@@ -150,3 +150,12 @@ async def test_a_webhook_port_in_use_still_refuses_the_start(short_tmp: Path, su
         with pytest.raises(ConfigError, match=rf"webhook_listen = '127.0.0.1:{port}': cannot listen"):
             await daemon.start()
     assert not (short_tmp / "fnotify.sock").exists()
+
+
+def test_a_daemon_on_sqlite_never_imports_asyncpg() -> None:
+    code = ("import asyncio, sys, pathlib; from daemon.runtime.cluster import ClusterLink;"
+            "from daemon.storage import SqliteStore;"
+            "asyncio.run(ClusterLink(SqliteStore(pathlib.Path('unused.db')), None, None).start());"
+            "print('asyncpg' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"

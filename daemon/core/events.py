@@ -56,6 +56,12 @@ class EventBus:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def listened(self) -> bool:
+        """Whether an event published now reaches anyone (a tap or a subscriber): a hot path may skip
+        building a payload nobody reads (``notification.created`` on every send)."""
+        return bool(self._taps or self._subscribers)
+
     def tap(self, listener: Tap) -> None:
         """Call ``listener(kind, data)`` on every event from now on, in the publisher's call."""
         self._taps.append(listener)

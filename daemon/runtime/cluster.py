@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -33,9 +34,10 @@ class ClusterLink:
         self._refreshing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        from daemon.storage.postgres import PostgresStore  # asyncpg only when PostgreSQL is in use
-
-        if not isinstance(self.store, PostgresStore):
+        # a PostgresStore exists only once its module was imported: on SQLite, importing it here just
+        # to ask would load asyncpg (~90 ms of start-up, ~3 MiB) for nothing
+        postgres = sys.modules.get("daemon.storage.postgres")
+        if postgres is None or not isinstance(self.store, postgres.PostgresStore):
             return
         from daemon.storage.postgres_listen import Hints, Listener
 
