@@ -206,6 +206,8 @@ class PostgresStore(PostgresSmsLedger):
 
     async def recover_interrupted(self, now: datetime, owner: str) -> int:
         async with self._tx() as conn:
+            # a daemon of this machine that died (killed, crashed) left live leases: no need to wait them out
+            await cluster_sql.take_back_from_gone(conn, owner, now)
             return await engine_sql.recover(conn, owner, now)
 
     async def claim_due(self, now: datetime, limit: int, owner: str, lease_until: datetime) -> list[Notification]:
