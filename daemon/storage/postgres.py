@@ -151,8 +151,11 @@ class PostgresStore(PostgresSmsLedger):
     # -- notifications ---------------------------------------------------------------------
 
     async def create_notification(self, new: NewNotification, now: datetime) -> tuple[Notification, bool]:
-        async with self._tx() as conn:
-            row = await sql.insert_notification(conn, new, now)
+        # no explicit transaction: the INSERT commits alone (BEGIN and COMMIT were two more round trips per
+        # send), and the look-up of an existing key that may follow reads the committed row either way
+        with translate("database write"):
+            async with self._p.acquire() as conn:
+                row = await sql.insert_notification(conn, new, now)
         if not isinstance(row, int):
             return notification_from_row(row), True
         existing = await self.get_notification(row)
