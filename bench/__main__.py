@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench import cluster
 from bench.procs import DaemonProc, Simulators
 from bench.startup import bare_httpx_loop, idle_memory, ready_with_backlog, start_with_bot
 from daemon.client import DaemonClient
@@ -141,6 +142,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print_partial("backlog", results["backlog"])
         results["idle"] = await idle_memory(sims, channels, work, 10.0)
         print_partial("idle", results["idle"])
+        results["cluster"] = await cluster.rows(HOOKS, sims, channels, work, args)
     finally:
         await sims.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -177,8 +179,12 @@ def table(r: dict[str, Any]) -> str:
                  f"{idle_bare:.0f} MiB without; {bot['cpu_s']:.2f} s CPU in {bot['seconds']:.0f} s"))
     rows.append(("drain peak RSS minus idle RSS (with the bot)", f"{b['peak_rss_mb_draining'] - idle_bot:.1f} MiB",
                  f"peak {b['peak_rss_mb_draining']:.0f} MiB draining, {b['peak_rss_mb_queueing']:.0f} MiB queueing"))
+    rows += cluster.table_rows(r["cluster"])
     width = max(len(a) for a, _, _ in rows)
     return "\n".join(f"| {a:<{width}} | {b:>12} | {c} |" for a, b, c in rows)
+
+
+HOOKS = cluster.Hooks(enqueue, add_recipients, wait_delivered, pct)
 
 
 def main() -> None:
@@ -190,10 +196,11 @@ def main() -> None:
     parser.add_argument("--drain-window", type=float, default=30.0, help="seconds to measure the drain")
     parser.add_argument("--ready-runs", type=int, default=3, help="starts timed on the backlog (the median)")
     parser.add_argument("--reference", type=int, default=3000, help="requests per bare httpx loop")
+    cluster.add_arguments(parser)
     args = parser.parse_args()
-    results = asyncio.run(run(args))
+    results = asyncio.run(cluster.run_alone(HOOKS, args) if args.only == "cluster" else run(args))
     print()
-    print(table(results))
+    print(cluster.table(results) if args.only == "cluster" else table(results))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{datetime.now():%Y%m%dT%H%M%S}.json"
     out.write_text(json.dumps(results, indent=2))
