@@ -20,12 +20,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import cli, e2e, enqueue, smtp, startup
+from bench import cli, cluster, e2e, enqueue, smtp, startup
 from bench.common import Row
 from bench.procs import Simulators
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS: dict[str, ModuleType] = {"enqueue": enqueue, "e2e": e2e, "smtp": smtp, "startup": startup, "cli": cli}
+PARTS: dict[str, ModuleType] = {"enqueue": enqueue, "e2e": e2e, "smtp": smtp, "startup": startup, "cli": cli,
+                               "cluster": cluster}
 """Run in this order; a part is any module with ``run(ctx)`` and ``rows(results)``."""
 
 

@@ -158,8 +158,11 @@ class PostgresStore(PostgresSmsLedger, PostgresGroups):
     # -- notifications ---------------------------------------------------------------------
 
     async def create_notification(self, new: NewNotification, now: datetime) -> tuple[Notification, bool]:
-        async with self._tx() as conn:
-            row = await sql.insert_notification(conn, new, now)
+        # no explicit transaction: the INSERT commits alone (BEGIN and COMMIT were two more round trips per
+        # send), and the look-up of an existing key that may follow reads the committed row either way
+        with translate("database write"):
+            async with self._p.acquire() as conn:
+                row = await sql.insert_notification(conn, new, now)
         if not isinstance(row, int):
             return notification_from_row(row), True
         existing = await self.get_notification(row)
@@ -214,6 +217,8 @@ class PostgresStore(PostgresSmsLedger, PostgresGroups):
 
     async def recover_interrupted(self, now: datetime, owner: str) -> int:
         async with self._tx() as conn:
+            # a daemon of this machine that died (killed, crashed) left live leases: no need to wait them out
+            await cluster_sql.take_back_from_gone(conn, owner, now)
             return await engine_sql.recover(conn, owner, now)
 
     async def claim_due(self, now: datetime, limit: int, owner: str, lease_until: datetime) -> list[Notification]:

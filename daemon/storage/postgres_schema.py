@@ -60,13 +60,22 @@ def server_settings(owner: str | None, role: str = "failover-notify") -> dict[st
     return settings
 
 
+async def keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """The pool's reset on release, instead of asyncpg's default query (advisory unlock, CLOSE ALL,
+    UNLISTEN *, RESET ALL): one more round trip per use of the pool, a fifth of a send's time on a busy
+    machine. Our pooled sessions keep no state to undo: no SET (the settings are the connection's startup
+    parameters), no LISTEN (the listener has a connection of its own), no cursor outside a transaction,
+    and the schema's advisory lock is released where it is taken. An open transaction is still rolled
+    back by asyncpg before this is called."""
+
+
 async def connect_pool(url: PostgresUrl, owner: str | None = None) -> asyncpg.Pool[asyncpg.Record]:
     """A pool on ``url``; StorageUnreachable (naming ``[storage] url``, never the password) when the
     server refuses or does not answer."""
     try:
         pool = await asyncpg.create_pool(
             url.dsn, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT,
-            server_settings=server_settings(owner),
+            server_settings=server_settings(owner), reset=keep_session,
         )
     except (*DRIVER_ERRORS, ValueError) as exc:
         raise StorageUnreachable(
