@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable, Sequence
 
 from daemon import __version__
 
@@ -31,7 +32,13 @@ def _local(p: argparse.ArgumentParser, command: str) -> None:
     p.set_defaults(command=command, local=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv``, only the sub-command it names gets its parser built.
+
+    Building all of them costs a CLI process ~10-20 ms (argparse looks up gettext catalogues on disk
+    for every sub-parser) of its 80 ms budget (issue 14), and one command needs one. ``--help``, no
+    command or an unknown one still get every command, so help and "invalid choice" stay complete.
+    """
     parser = argparse.ArgumentParser(
         prog="fnotify",
         description="failover-notify: deliver a message along Telegram -> email -> SMS, whichever is up.",
@@ -42,16 +49,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--socket", metavar="PATH", help="daemon socket (default from config, or $FNOTIFY_SOCKET)")
     parser.add_argument("--request-timeout", type=seconds, default=30.0, metavar="S", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    wanted = _command_in(argv) if argv is not None else None
+    if wanted in COMMANDS:
+        COMMANDS[wanted](sub)
+    else:
+        for build in dict.fromkeys(COMMANDS.values()):  # each once, in the order of the help
+            build(sub)
+    return parser
 
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names: its first word that is neither an option nor an option's value."""
+    args = iter(argv)
+    for arg in args:
+        if arg in _GLOBAL_WITH_VALUE:
+            next(args, None)
+        elif arg in ("-h", "--help", "--version"):
+            return None
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+_GLOBAL_WITH_VALUE = ("--config", "--socket", "--request-timeout")
+
+
+def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run the daemon in the foreground, logging to stderr")
     _local(p, "run")
 
+
+def _check_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("check", aliases=["doctor"], help="validate the config and reach each enabled "
                        "channel without sending anything (no daemon needed)")
     p.add_argument("--timeout", type=seconds, default=15.0, metavar="S", help="limit per channel (default 15)")
     _json(p)
     _local(p, "check")
 
+
+def _send_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("send", help="queue a notification for a recipient, or for each member of a group")
     to = p.add_mutually_exclusive_group(required=True)
     to.add_argument("--to", type=int, metavar="RECIPIENT_ID", help="recipient id")
@@ -71,12 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(command="send")
 
+
+def _show_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("show", help="a notification and its attempt log, or a batch (--batch) and its members")
     p.add_argument("id", type=int, nargs="?", metavar="NOTIFICATION_ID")
     p.add_argument("--batch", type=int, metavar="BATCH_ID", help="a send to a group: each member's status")
     _json(p)
     p.set_defaults(command="show")
 
+
+def _list_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("list", help="recent notifications, newest first")
     p.add_argument("--status", help="queued, sending, held, delivered, failed, cancelled, ...")
     p.add_argument("--recipient", type=int, metavar="ID", help="only this recipient's")
@@ -84,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     _json(p)
     p.set_defaults(command="list")
 
+
+def _cancel_retry_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for name, func, text in (("cancel", "cancel", "cancel a notification that is not final yet"),
                              ("retry", "retry", "redrive a failed notification from the start of its chain")):
         p = sub.add_parser(name, help=text)
@@ -91,16 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
         _json(p)
         p.set_defaults(command=func)
 
+
+def _pause_resume_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("pause", help="hold delivery (sends are still accepted and stored)")
     p.set_defaults(command="pause")
     p = sub.add_parser("resume", help="resume delivery after `pause`")
     p.set_defaults(command="resume")
 
+
+def _backup_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("backup", help="a consistent online copy of the database, made by the running daemon")
     p.add_argument("path", nargs="?", help="the new file (never overwritten); relative to the current directory; "
                    "default: a new file in <state_dir>/backups")
     p.set_defaults(command="backup")
 
+
+def _migrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("migrate", help="copy a stopped daemon's SQLite database into an empty PostgreSQL "
                        "database (ids and attempt logs kept); see docs/cluster.md",
                        description="Copy the SQLite database of the config ([daemon] state_dir), or --from PATH, "
@@ -116,19 +164,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "print what would be copied, write nothing")
     _local(p, "migrate")
 
+
+def _status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", help="daemon status: queue depth, counts, channels")
     _json(p)
     p.set_defaults(command="status")
 
+
+def _watch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("watch", help="print live events (one JSON object per line) until interrupted")
     p.set_defaults(command="watch")
 
+
+def _tui_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("tui", help="the terminal UI: send, watch deliveries live, inspect attempts")
     _local(p, "tui")
-
-    _recipient_parsers(sub)
-    _group_parsers(sub)
-    return parser
 
 
 def _quiet_hours_options(p: argparse.ArgumentParser) -> None:
@@ -209,3 +259,13 @@ def _group_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p = gsub.add_parser("remove", help="remove a group (the batches sent to it stay)")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(command="group_remove")
+
+
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = {
+    "run": _run_parser, "check": _check_parser, "doctor": _check_parser, "send": _send_parser,
+    "show": _show_parser, "list": _list_parser, "cancel": _cancel_retry_parser, "retry": _cancel_retry_parser,
+    "pause": _pause_resume_parser, "resume": _pause_resume_parser, "backup": _backup_parser,
+    "migrate": _migrate_parser, "status": _status_parser, "watch": _watch_parser, "tui": _tui_parser,
+    "recipient": _recipient_parsers, "group": _group_parsers,
+}
+"""Each sub-command's parser builder, in the order ``fnotify --help`` lists them."""
