@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from daemon.blocking_client import BlockingClient
 from daemon.cli import groups, render
@@ -18,11 +18,13 @@ from daemon.protocol import (
     FINAL_STATUSES,
     SUCCESS_STATUSES,
     DaemonUnavailable,
-    NotificationJSON,
     RemoteError,
     visible,
 )
 from daemon.protocol.text import sms_summary
+
+if TYPE_CHECKING:  # annotations only: importing it at run time would load every TypedDict (issue 14)
+    from daemon.protocol import NotificationJSON
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from daemon.protocol.shapes import ErrorJSON
+if TYPE_CHECKING:
+    from daemon.protocol.shapes import ErrorJSON
 
 # -- what a client raises -------------------------------------------------------------------------
 # Shared by the async client (``daemon.client``: the TUI, tests) and the blocking one
