@@ -94,7 +94,8 @@ class Daemon:
             self.metrics_server = MetricsServer(self.metrics, config.metrics, self.http_limits,
                                                 shutdown_timeout=config.daemon.shutdown_grace)
         # the in-daemon Telegram bot: after READY, and polling only on the daemon that leads it
-        self.bots = BotHost(self.service, self.http_limits, may_poll=lambda: self.leadership.leading)
+        self.bots = BotHost(self.service, self.http_limits, may_poll=lambda: self.leadership.leading,
+                            busy=lambda: self.engine.in_flight > 0)
         self._listen_socket = listen_socket
         self._stopped = asyncio.Event()
         self._started = False

@@ -2,9 +2,14 @@
 
 Importing aiogram costs seconds and ~130 MB (its ~300 pydantic models; upstream aiogram#1513), and
 nothing the daemon must do to be ready needs it: the Telegram channel sends over httpx, and opt-in
-links need only getMe. So the daemon becomes ready without it; ``launch()`` then imports
-``bot.runner`` on a worker thread, the event loop serving sends and deliveries meanwhile, and starts
-the bot on the loop. If that fails, the daemon runs on without the bot and says so.
+links need only getMe. So the daemon becomes ready without it; ``launch()`` then waits for a quiet
+moment (no attempt in flight for QUIET seconds, at most QUIET_LIMIT), imports ``bot.runner`` on a
+worker thread, the event loop serving sends and deliveries meanwhile, and starts the bot on the loop.
+If that fails, the daemon runs on without the bot and says so. The wait is there because the import
+is seconds of Python holding the GIL: every attempt running beside it waits for the GIL at each step
+(bench, failover latency at 200/s with the import overlapping: p50 95 ms, p99 432 ms). Waiting puts
+that cost on the bot, which the issue (14) says must carry it, not on deliveries. A takeover of
+polling (``elected()``) and a restart after a reload do not wait: they must poll within the lease.
 
 What must not wait for the bot is done before READY, by ``prepare()``:
 - opt-in links (``service.links``): ``bot.links.LinkIssuer`` with the channel's getMe (cached);
@@ -27,7 +32,9 @@ import gc
 import importlib
 import logging
 import socket
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -43,6 +50,37 @@ if TYPE_CHECKING:
     from bot.runner import TelegramBot
 
 log = logging.getLogger(__name__)
+
+
+QUIET = 0.2
+"""Seconds without an attempt in flight before aiogram's first import starts."""
+QUIET_LIMIT = 30.0
+"""Seconds after READY when the first import starts however busy the daemon is."""
+QUIET_POLL = 0.05
+
+
+async def wait_for_quiet(busy: Callable[[], bool], *, quiet: float = QUIET, limit: float = QUIET_LIMIT,
+                         poll: float = QUIET_POLL, monotonic: Callable[[], float] = time.monotonic,
+                         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> bool:
+    """Until ``busy()`` has been False for ``quiet`` seconds (True), or ``limit`` seconds went by (False)."""
+    start = monotonic()
+    quiet_since: float | None = None
+    while True:
+        now = monotonic()
+        if busy():
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        if quiet_since is not None and now - quiet_since >= quiet:
+            return True
+        if now - start >= limit:
+            return False
+        await sleep(poll)
+
+
+def bot_loaded() -> bool:
+    """True once ``bot.runner`` (and aiogram) is imported: later starts have nothing to wait for."""
+    return "bot.runner" in sys.modules
 
 
 def import_bot_runner() -> ModuleType:
@@ -77,10 +115,13 @@ class BotHost:
     """Owns the running ``TelegramBot`` (``bot``, None until it is up or without Telegram)."""
 
     def __init__(self, service: Service, limits: ListenerLimits, *,
-                 may_poll: Callable[[], bool] = lambda: True) -> None:
+                 may_poll: Callable[[], bool] = lambda: True, busy: Callable[[], bool] = lambda: False) -> None:
         self.service = service
         self.limits = limits
         self.may_poll = may_poll
+        self.busy = busy
+        """True while attempts are in flight: the first import of aiogram waits for a quiet moment."""
+        self._waiting = False
         self._config: TelegramConfig | None = None  # set by launch(): the daemon is ready
         self._preload: asyncio.Task[None] | None = None
         self.bot: TelegramBot | None = None
@@ -103,7 +144,8 @@ class BotHost:
         if isinstance(adapter, TelegramChannel):
             self._channel = adapter
             if self._allowed(config):
-                self._task = asyncio.create_task(self._start(config, adapter, None), name="telegram-bot-start")
+                self._task = asyncio.create_task(self._start(config, adapter, None, quiet=True),
+                                                 name="telegram-bot-start")
             else:  # a standby: import aiogram now, off the loop, so that taking over polls within the lease
                 self._preload = asyncio.create_task(self._warm(), name="telegram-bot-import")
 
@@ -121,12 +163,25 @@ class BotHost:
         if self._config is None or self._config.mode != "polling":
             return
         if self._task is not None and not self._task.done():
+            if self._waiting:  # still waiting for a quiet moment to import aiogram: nothing to wait for
+                self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)  # it sees may_poll() False and stops
         await self._stop_bot(confirm=False)
 
+    async def _load(self, quiet: bool) -> ModuleType:
+        """``bot.runner`` imported off the loop; the first time, with ``quiet``, at a quiet moment."""
+        if quiet and not bot_loaded():
+            self._waiting = True
+            try:
+                if not await wait_for_quiet(self.busy, quiet=QUIET, limit=QUIET_LIMIT):
+                    log.info("no quiet moment within %.0f s of start: loading the Telegram bot now", QUIET_LIMIT)
+            finally:
+                self._waiting = False
+        return await asyncio.to_thread(import_bot_runner)
+
     async def _warm(self) -> None:
         try:
-            await asyncio.to_thread(import_bot_runner)
+            await self._load(quiet=True)
         except Exception:
             log.exception("the Telegram bot could not be loaded; this daemon cannot take over polling")
             return
@@ -155,7 +210,9 @@ class BotHost:
     async def stop(self) -> None:
         """Stop the bot; a start still importing aiogram is abandoned."""
         self._stopping = True
-        if self._preload is not None:  # a thread cannot be cancelled: let the import finish
+        if self._preload is not None:  # a thread cannot be cancelled: let the import finish, once begun
+            if self._waiting:
+                self._preload.cancel()
             await asyncio.gather(self._preload, return_exceptions=True)
         if self._task is not None:
             if self._importing:
@@ -175,7 +232,7 @@ class BotHost:
             self.service.links = None
 
     async def _start(self, config: TelegramConfig, channel: TelegramChannel | None,
-                     previous: asyncio.Task[None] | None) -> None:
+                     previous: asyncio.Task[None] | None, *, quiet: bool = False) -> None:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
         old_token = self.bot.bot.token if self.bot is not None else None
@@ -188,7 +245,7 @@ class BotHost:
         try:
             self._importing = True
             try:
-                runner = await asyncio.to_thread(import_bot_runner)
+                runner = await self._load(quiet)
             finally:
                 self._importing = False
             if self._stopping or not self._allowed(config):
