@@ -10,7 +10,6 @@ holds its secrets in a credential, does not stop them. The rules are those of ``
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,8 @@ def _daemon_section(path: Path, required: bool) -> dict[str, Any]:
         if required:
             raise ConfigError(f"{path}: no such file")
         return {}
+    import tomllib  # here, not at the top: with --socket or $FNOTIFY_SOCKET no config is read (~9 ms)
+
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

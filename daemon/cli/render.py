@@ -8,7 +8,6 @@ keeps JSON exact and terminal-safe too.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from daemon.protocol import UNSAFE_IN_JSON, visible
@@ -23,6 +22,8 @@ def json_text(value: Any, *, indent: int | None = 2) -> str:
 def _time(value: str | None) -> str:
     if not value:
         return "-"
+    from datetime import datetime  # only the commands that print times pay for it
+
     return datetime.fromisoformat(value).astimezone().strftime("%H:%M:%S.%f")[:-3]
 
 
