@@ -113,6 +113,29 @@ async def test_a_transient_failure_is_retried_at_the_backoff(h: Harness) -> None
     assert len(h.telegram.sent) == 2 and not h.email.sent
 
 
+async def test_a_walk_reads_a_pending_sms_receipt_only_where_one_can_be(tmp_path: Path) -> None:
+    # one read per notification (a thread hop) that only a row waiting at its SMS step can need
+    class CountingStore(SqliteStore):
+        receipt_reads = 0
+
+        async def pending_receipt(self, notification_id: int) -> Any:
+            CountingStore.receipt_reads += 1
+            return await super().pending_receipt(notification_id)
+
+    store = CountingStore(tmp_path / "fnotify.db")
+    await store.open()
+    try:
+        h = Harness(store, FakeClock(START))
+        h.recipient = (await store.add_recipient("Ann", "ann@example.com", "+14155550100", 1001)).id
+        sent = await store.create_notification(NewNotification(h.recipient, "hi", (TELEGRAM, EMAIL, SMS)), START)
+        await h.engine.run_due()
+        assert await h.log(sent[0].id) == [("telegram", "delivered", None)]
+        assert CountingStore.receipt_reads == 0
+    finally:
+        await h.engine.stop(0)
+        await store.close()
+
+
 async def test_a_permanent_failure_fails_over_to_the_next_channel_at_once(h: Harness) -> None:
     h.telegram.answers = [PermanentError("chat not found")]
     sent = await h.send()

@@ -340,7 +340,10 @@ class Engine:
         step of a window's lone member)."""
         recipient = await self.store.get_recipient(n.recipient_id)
         ack_due = n.ack_timeout is not None and await self.store.awaiting_ack(n.id)
-        receipt = await self.store.pending_receipt(n.id) if Channel.SMS in n.chain else None
+        # a receipt is awaited only by an SMS already sent from where the row stands (AWAIT_RECEIPT keeps
+        # the position and counts the try): any other row, a fresh one above all, skips the read
+        receipt = (await self.store.pending_receipt(n.id)
+                   if n.current_channel is Channel.SMS and n.tries_on_channel > 0 else None)
         position, tries, status = n.position, n.tries_on_channel, n.status
         while True:
             usage = await self._sms_usage(n, recipient, position)
