@@ -136,6 +136,34 @@ async def test_a_walk_reads_a_pending_sms_receipt_only_where_one_can_be(tmp_path
         await store.close()
 
 
+async def test_a_claimed_batch_reads_its_recipients_once(tmp_path: Path) -> None:
+    # a read per walk was a thread hop per notification; the claim reads the batch's recipients at once
+    class CountingStore(SqliteStore):
+        single_reads = 0
+
+        async def get_recipient(self, recipient_id: int) -> Any:
+            CountingStore.single_reads += 1
+            return await super().get_recipient(recipient_id)
+
+    store = CountingStore(tmp_path / "fnotify.db")
+    await store.open()
+    try:
+        h = Harness(store, FakeClock(START))
+        ann = (await store.add_recipient("Ann", "ann@example.com", None, 1001)).id
+        bob = (await store.add_recipient("Bob", "bob@example.com", None, None)).id  # no chat: email delivers
+        ids = [(await store.create_notification(NewNotification(who, f"m{i}", (TELEGRAM, EMAIL)), START))[0].id
+               for i, who in enumerate([ann, bob, ann, bob])]
+        CountingStore.single_reads = 0
+        assert await h.engine.run_due() == 4
+        assert CountingStore.single_reads == 0
+        logs = [await h.log(i) for i in ids]
+        assert logs == [[("telegram", "delivered", None)], [("telegram", "skipped", "no Telegram chat linked"),
+                            ("email", "delivered", None)]] * 2
+    finally:
+        await h.engine.stop(0)
+        await store.close()
+
+
 async def test_a_permanent_failure_fails_over_to_the_next_channel_at_once(h: Harness) -> None:
     h.telegram.answers = [PermanentError("chat not found")]
     sent = await h.send()

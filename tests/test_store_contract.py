@@ -258,6 +258,14 @@ async def test_a_repeat_with_the_same_key_but_another_payload_is_a_conflict(stor
                             expires_in=60), at(2))
 
 
+async def test_recipients_are_read_by_the_batch(store: Store) -> None:
+    ann = await store.add_recipient("Ann", "ann@example.com", None, 1001)
+    bob = await store.add_recipient("Bob", None, "+14155550100", None)
+    assert await store.get_recipients([]) == {}
+    found = await store.get_recipients({ann.id, bob.id, 999})  # 999: absent, as get_recipient's None
+    assert found == {ann.id: await store.get_recipient(ann.id), bob.id: await store.get_recipient(bob.id)}
+
+
 async def test_a_send_to_a_missing_recipient_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.create_notification(NewNotification(999, "x", (Channel.EMAIL,)), at(0))

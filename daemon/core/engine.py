@@ -26,6 +26,7 @@ TransientError / PermanentError, and this module turns those into an ``AttemptRe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -203,8 +204,15 @@ class Engine:
                 return  # a finishing attempt pokes us
             now = self.clock()
             batch = await self.store.claim_due(now, room, self.owner, now + timedelta(seconds=self.lease))
+            # the batch's recipients in one read, not one per walk (a thread hop each on SQLite); should
+            # that fail, each walk reads its own, and handles the error as it always did
+            recipients: Mapping[int, Recipient] | None = None
+            if batch:
+                with contextlib.suppress(StorageError):
+                    recipients = await self.store.get_recipients({n.recipient_id for n in batch})
             for notification in batch:
-                task = asyncio.create_task(self._run(notification), name=f"notification-{notification.id}")
+                walk = self._run(notification, recipients=recipients)
+                task = asyncio.create_task(walk, name=f"notification-{notification.id}")
                 self._tasks.add(task)
                 self._held[task] = notification.id
                 task.add_done_callback(self._held.pop)  # its lease is renewed until the task is done
@@ -298,9 +306,10 @@ class Engine:
 
     # -- one notification ----------------------------------------------------------------------
 
-    async def _run(self, notification: Notification, join: bool = True) -> None:
+    async def _run(self, notification: Notification, join: bool = True,
+                   recipients: Mapping[int, Recipient] | None = None) -> None:
         try:
-            await self._walk(notification, join)
+            await self._walk(notification, join, recipients)
         except asyncio.CancelledError:
             raise
         except LeaseLost as exc:  # our lease ran out while the attempt ran: the other daemon's record stands
@@ -333,12 +342,15 @@ class Engine:
             await asyncio.sleep(wait)
             wait = min(wait * 2, RELEASE_RETRY_MAX)
 
-    async def _walk(self, n: Notification, join: bool = True) -> None:
+    async def _walk(self, n: Notification, join: bool = True,
+                    recipients: Mapping[int, Recipient] | None = None) -> None:
         """Gather the facts, ask ``daemon.failover`` what to do, do it, write what it says; again
         while it says "next channel". Every rule is there: nothing here decides anything. A send that
         ``daemon.core.bundle`` bundles waits in a window instead (unless ``join`` is False: the first
         step of a window's lone member)."""
-        recipient = await self.store.get_recipient(n.recipient_id)
+        # ``recipients``: read with the claim (one absent does not exist); else read it now
+        recipient = (recipients.get(n.recipient_id) if recipients is not None
+                     else await self.store.get_recipient(n.recipient_id))
         ack_due = n.ack_timeout is not None and await self.store.awaiting_ack(n.id)
         # a receipt is awaited only by an SMS already sent from where the row stands (AWAIT_RECEIPT keeps
         # the position and counts the try): any other row, a fresh one above all, skips the read

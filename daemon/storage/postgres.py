@@ -129,6 +129,13 @@ class PostgresStore(PostgresSmsLedger, PostgresGroups):
         row = await self._one("SELECT * FROM recipients WHERE id = $1", recipient_id)
         return recipient_from_row(row) if row else None
 
+    async def get_recipients(self, recipient_ids: Collection[int]) -> dict[int, Recipient]:
+        ids = [int(i) for i in recipient_ids]
+        if not ids:
+            return {}
+        rows = await self._all("SELECT * FROM recipients WHERE id = ANY($1::bigint[])", ids)
+        return {r.id: r for r in map(recipient_from_row, rows)}
+
     async def get_recipient_by_chat(self, chat_id: int) -> Recipient | None:
         row = await self._one("SELECT * FROM recipients WHERE telegram_chat_id = $1", chat_id)
         return recipient_from_row(row) if row else None

@@ -7,8 +7,10 @@ converters in ``sqlite_rows``."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -160,6 +162,14 @@ class SqliteStore(SqliteEngineSide, SqliteSmsLedger, SqliteGroups):
     async def get_recipient(self, recipient_id: int) -> Recipient | None:
         row = await self._one("SELECT * FROM recipients WHERE id = ?", (recipient_id,))
         return recipient_from_row(row) if row else None
+
+    async def get_recipients(self, recipient_ids: Collection[int]) -> dict[int, Recipient]:
+        ids = [int(i) for i in recipient_ids]
+        if not ids:
+            return {}
+        rows = await self._all("SELECT * FROM recipients WHERE id IN (SELECT value FROM json_each(?))",
+                               (json.dumps(ids),))
+        return {r.id: r for r in map(recipient_from_row, rows)}
 
     async def get_recipient_by_chat(self, chat_id: int) -> Recipient | None:
         row = await self._one("SELECT * FROM recipients WHERE telegram_chat_id = ?", (chat_id,))
