@@ -226,3 +226,18 @@ async def test_stopping_while_the_bot_waits_for_a_quiet_moment_stops_at_once(
     await stop_daemon(running)
     assert time.monotonic() - began < 5
     assert running.daemon.bot is None
+
+
+async def test_a_send_just_taken_keeps_the_bot_import_waiting(short_tmp: Path) -> None:
+    """Enqueue load holds the GIL as much as deliveries do: a send within QUIET is no quiet moment."""
+    running = await start_daemon(make_config(short_tmp))
+    try:
+        await running.call("pause")  # nothing in flight: only the send itself can make it busy
+        assert not running.daemon._busy()
+        ann = (await running.call("recipient.add", name="Ann", email="ann@example.com"))["id"]
+        await running.call("send", recipient_id=ann, message="hi")
+        assert running.daemon._busy()
+        running.daemon.service.last_send -= telegram_bot.QUIET  # as if QUIET seconds went by
+        assert not running.daemon._busy()
+    finally:
+        await stop_daemon(running)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -70,6 +71,8 @@ class Service(GroupOps):
         self.clock = clock
         self.monotonic = monotonic
         self.started = monotonic()
+        self.last_send = -math.inf
+        """``monotonic()`` of the latest send taken: the bot's first import waits for a quiet moment."""
         self.links: LinkIssuer | None = None
         self._backup_running = False
 
@@ -77,6 +80,7 @@ class Service(GroupOps):
 
     async def send(self, request: SendRequest) -> tuple[Notification, bool]:
         """Store a notification; returns it and whether it is new (idempotency)."""
+        self.last_send = self.monotonic()
         now = self.clock()
         new = request.to_notification(self.config.chain.default, now)
         notification, created = await self.store.create_notification(new, now)

@@ -23,6 +23,8 @@ class GroupOps:
     engine: Engine
     events: EventBus
     clock: Callable[[], datetime]
+    monotonic: Callable[[], float]
+    last_send: float
 
     async def add_group(self, request: GroupCreate) -> Group:
         return await self.store.add_group(request.name, request.members, self.clock())
@@ -47,6 +49,7 @@ class GroupOps:
     async def send_group(self, request: SendRequest) -> tuple[Batch, bool]:
         """One notification per member of ``request.group``, created together; the batch and whether it is
         new (a repeat of an idempotency key returns the first batch and sends nothing)."""
+        self.last_send = self.monotonic()
         now = self.clock()
         batch, created = await self.store.create_batch(request.to_batch(self.config.chain.default, now), now)
         if created:

@@ -30,7 +30,7 @@ from daemon.runtime.leader import Leadership
 from daemon.runtime.logs import throttle_resource_errors
 from daemon.runtime.reload import Reloader, bundle_policy, retry_policy, sms_policy
 from daemon.runtime.systemd import Notifier, format_status
-from daemon.runtime.telegram_bot import BotHost
+from daemon.runtime.telegram_bot import QUIET, BotHost
 from daemon.storage.factory import make_rate_limits, make_store
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class Daemon:
                                                 shutdown_timeout=config.daemon.shutdown_grace)
         # the in-daemon Telegram bot: after READY, and polling only on the daemon that leads it
         self.bots = BotHost(self.service, self.http_limits, may_poll=lambda: self.leadership.leading,
-                            busy=lambda: self.engine.in_flight > 0)
+                            busy=self._busy)
         self._listen_socket = listen_socket
         self._stopped = asyncio.Event()
         self._started = False
@@ -144,6 +144,10 @@ class Daemon:
     def bot(self) -> TelegramBot | None:
         """The in-daemon Telegram bot once it is up (None before, and without Telegram)."""
         return self.bots.bot
+
+    def _busy(self) -> bool:
+        """Attempts in flight, or a send taken within the last QUIET seconds: no moment for aiogram's import."""
+        return self.engine.in_flight > 0 or self.service.monotonic() - self.service.last_send < QUIET
 
     async def wait_bot(self) -> TelegramBot | None:
         """The bot, once its start (after READY, or after a reload) has run."""
