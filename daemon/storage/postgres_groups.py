@@ -9,19 +9,17 @@ a race waits for the first to commit and then finds its batch (one batch, never 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from daemon.core.errors import Conflict, NotFound, ValidationError
 from daemon.core.groups import MAX_MEMBERS, Batch, BatchMember, Group, NewBatch, key_conflict, payload_differences
 from daemon.core.models import Attempt, Status
+from daemon.storage.postgres_access import PostgresAccess
 from daemon.storage.postgres_rows import attempt_from_row, notification_from_row
 from daemon.storage.postgres_writes import lock_key, storable
 
 if TYPE_CHECKING:
-    from asyncpg import Record
-
     from daemon.storage.postgres_writes import Conn
 
 async def _group_id(conn: Conn, name: str, lock: str = "") -> int:
@@ -86,17 +84,8 @@ async def _insert_batch(conn: Conn, new: NewBatch, now: datetime) -> tuple[int, 
     return int(batch_id), True
 
 
-class PostgresGroups:
+class PostgresGroups(PostgresAccess):
     """The group and batch methods of ``PostgresStore``."""
-
-    def _tx(self, what: str = "database write") -> AbstractAsyncContextManager[Conn]:
-        raise NotImplementedError
-
-    async def _one(self, query: str, *args: Any) -> Record | None:
-        raise NotImplementedError
-
-    async def _all(self, query: str, *args: Any) -> list[Record]:
-        raise NotImplementedError
 
     async def add_group(self, name: str, members: Collection[int], now: datetime) -> Group:
         async with self._tx() as conn:

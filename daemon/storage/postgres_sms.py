@@ -7,15 +7,15 @@ caps count every daemon's sends.
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from daemon.core.models import FINAL_STATUSES, NotificationUpdate, Outcome
 from daemon.core.sms_caps import SmsUsage
 from daemon.core.sms_receipt import CANCELLED_NOTE, Receipt, on_cancel
 from daemon.core.sms_receipt import FINAL_STATUSES as FINAL_RECEIPTS
 from daemon.storage import postgres_engine as engine_sql
+from daemon.storage.postgres_access import PostgresAccess
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -33,14 +33,8 @@ def receipt_from_row(row: Record) -> Receipt:
     return Receipt(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
 
 
-class PostgresSmsLedger:
+class PostgresSmsLedger(PostgresAccess):
     """The SMS methods of ``PostgresStore`` (mixed in): receipts and the caps' counts."""
-
-    def _tx(self, what: str = "database write") -> AbstractAsyncContextManager[Conn]:
-        raise NotImplementedError
-
-    async def _all(self, query: str, *args: Any) -> list[Record]:
-        raise NotImplementedError
 
     async def await_receipt(self, attempt_id: int, notification_id: int, message_sid: str, sent_at: datetime,
                             timeout: float, update: NotificationUpdate, now: datetime,

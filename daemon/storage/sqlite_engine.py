@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Awaitable, Collection
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
 from daemon.core.errors import LeaseLost
 from daemon.core.models import Attempt, AttemptRecord, Channel, Notification, NotificationUpdate, Status
 from daemon.storage import sqlite_claims, sqlite_notifications
+from daemon.storage.sqlite_access import SqliteAccess
 from daemon.storage.sqlite_rows import notification_from_row, to_datetime, to_timestamp
 
 log = logging.getLogger(__name__)
@@ -21,19 +22,10 @@ FINAL_SQL = ",".join(f"'{s}'" for s in (Status.DELIVERED, Status.ACKNOWLEDGED, S
                                         Status.EXPIRED))
 
 
-class SqliteEngineSide:
+class SqliteEngineSide(SqliteAccess):
     """What the delivery engine asks of the SQLite store."""
 
     _dead_owners: set[str]  # claims found while alone with the file: their daemons are gone
-
-    def _submit(self, op: Any) -> Awaitable[Any]:
-        raise NotImplementedError
-
-    async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
-        raise NotImplementedError
-
-    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        raise NotImplementedError
 
     async def recover_interrupted(self, now: datetime, owner: str) -> int:
         dead, self._dead_owners = self._dead_owners, set()

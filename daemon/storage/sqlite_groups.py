@@ -9,13 +9,13 @@ close, make one batch).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from daemon.core.errors import Conflict, NotFound, ValidationError
 from daemon.core.groups import MAX_MEMBERS, Batch, BatchMember, Group, NewBatch, key_conflict, payload_differences
 from daemon.core.models import Attempt, Status
+from daemon.storage.sqlite_access import SqliteAccess
 from daemon.storage.sqlite_rows import attempt_from_row, notification_from_row, to_timestamp
 
 
@@ -121,17 +121,8 @@ def prune_batches(conn: sqlite3.Connection, before: float) -> int:
         " (SELECT 1 FROM notifications n WHERE n.batch_id = batches.id)", (before,)).rowcount
 
 
-class SqliteGroups:
+class SqliteGroups(SqliteAccess):
     """The group and batch methods of ``SqliteStore``."""
-
-    def _submit(self, op: Any) -> Awaitable[Any]:
-        raise NotImplementedError
-
-    async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
-        raise NotImplementedError
-
-    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        raise NotImplementedError
 
     async def add_group(self, name: str, members: Collection[int], now: datetime) -> Group:
         await self._submit(lambda conn: insert_group(conn, name, members, now.timestamp()))

@@ -15,9 +15,7 @@ Rules (the same as PostgreSQL's, ``migrations/*/0003_sms_receipts.sql``):
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any
 
 from daemon.core.errors import LeaseLost
 from daemon.core.models import FINAL_STATUSES, NotificationUpdate, Outcome
@@ -25,6 +23,7 @@ from daemon.core.sms_caps import SmsUsage
 from daemon.core.sms_receipt import CANCELLED_NOTE, Receipt, on_cancel
 from daemon.core.sms_receipt import FINAL_STATUSES as FINAL_RECEIPTS
 from daemon.storage import sqlite_claims
+from daemon.storage.sqlite_access import SqliteAccess
 from daemon.storage.sqlite_rows import to_datetime
 
 _FINAL = ",".join(f"'{s}'" for s in sorted(FINAL_STATUSES))
@@ -109,14 +108,8 @@ def record_sent(conn: sqlite3.Connection, recipient_id: int, ts: float, segments
     return int(before), int(before) + segments
 
 
-class SqliteSmsLedger:
+class SqliteSmsLedger(SqliteAccess):
     """The SMS methods of ``SqliteStore`` (mixed in): receipts and the caps' counts."""
-
-    def _submit(self, op: Any) -> Awaitable[Any]:
-        raise NotImplementedError
-
-    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        raise NotImplementedError
 
     async def await_receipt(self, attempt_id: int, notification_id: int, message_sid: str, sent_at: datetime,
                             timeout: float, update: NotificationUpdate, now: datetime,
