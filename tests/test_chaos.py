@@ -40,17 +40,20 @@ def inject_chaos(suite: SimulatorSuite) -> None:
 
 async def send_all(daemon: DaemonProcess, indices: list[int]) -> None:
     """Send each notification until the daemon acknowledges it; the idempotency key makes a retried
-    send after a kill return the stored one instead of a second notification."""
+    send after a kill return the stored one instead of a second notification. Also the cluster chaos
+    test's sender (one per daemon)."""
     client = DaemonClient(daemon.socket_path, timeout=5)
     try:
         for i in indices:
-            while True:
+            for _ in range(2000):  # bounded: 100 s of a daemon down at 0.05 s a try
                 try:
                     await client.call("send", recipient_id=1 + i % RECIPIENTS, message=f"chaos-{i} alert",
                                       subject=f"chaos-{i}", idempotency_key=f"chaos-{i}")
                     break
                 except DaemonUnavailable:
                     await asyncio.sleep(0.05)  # killed: wait for the restart
+            else:
+                raise AssertionError(f"chaos-{i}: the daemon behind {daemon.socket_path} never came back")
     finally:
         await client.close()
 

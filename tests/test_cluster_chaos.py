@@ -23,7 +23,7 @@ from daemon.core.store import BOT_ROLE
 from daemon.simulators.suite import SimulatorSuite
 from tests.daemon_process import DaemonProcess, write_config
 from tests.test_bot import ANN_CHAT
-from tests.test_chaos import NOTIFICATIONS, RECIPIENTS, delivered_tokens, inject_chaos
+from tests.test_chaos import NOTIFICATIONS, RECIPIENTS, delivered_tokens, inject_chaos, send_all
 
 NODES = ("a", "b", "c")
 SENDERS_PER_NODE = 3
@@ -42,25 +42,6 @@ def node(root: Path, name: str, url: str, suite: SimulatorSuite) -> DaemonProces
     sections["storage"] = {"url": url, "lease": LEASE}
     return DaemonProcess(write_config(root / f"{name}.toml", state, sections), state / "fnotify.sock",
                          root / f"{name}.log")
-
-
-async def send_all(daemon: DaemonProcess, indices: list[int]) -> None:
-    """Send through this daemon's socket until acknowledged; the idempotency key makes a send retried
-    after a kill return the stored notification instead of storing a second."""
-    client = DaemonClient(daemon.socket_path, timeout=5)
-    try:
-        for i in indices:
-            for _ in range(2000):  # bounded: 100 s of a daemon down at 0.05 s a try
-                try:
-                    await client.call("send", recipient_id=1 + i % RECIPIENTS, message=f"chaos-{i} alert",
-                                      subject=f"chaos-{i}", idempotency_key=f"chaos-{i}")
-                    break
-                except DaemonUnavailable:
-                    await asyncio.sleep(0.05)  # killed: wait for the restart
-            else:
-                raise AssertionError(f"chaos-{i}: the daemon behind {daemon.socket_path} never came back")
-    finally:
-        await client.close()
 
 
 async def bot_leader(nodes: dict[str, DaemonProcess]) -> str | None:
