@@ -82,6 +82,19 @@ def test_a_client_command_imports_neither_the_config_models_nor_any_server_code(
     assert result.stdout.strip() == "[]"
 
 
+def test_a_whole_send_with_socket_loads_neither_typing_nor_pathlib_nor_shutil() -> None:
+    """A regular install (``python -S``: no site, so no editable-install finder that loads pathlib
+    itself) running a whole ``send`` with ``--socket``: typing, pathlib and shutil (with bz2 and lzma)
+    cost ~8 ms of the 80 ms budget (issue 14) and the command needs none of them."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    code = (f"import sys; sys.path.insert(0, {repo!r}); import daemon.cli.main as m\n"
+            "status = m.main(['--socket', '/nonexistent/fnotify.sock', 'send', '--to', '1', '-m', 'hi'])\n"
+            "print(status, sorted(n for n in sys.modules if n.split('.')[0] in ('typing', 'pathlib', 'shutil')))")
+    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "3 []", result.stdout
+    assert "cannot reach the daemon at /nonexistent/fnotify.sock" in result.stderr
+
+
 def test_client_commands_find_the_socket_relative_to_the_config_file(short_tmp: Path) -> None:
     path = short_tmp / "fnotify.toml"
     path.write_text('[daemon]\nstate_dir = "state"\n[sms]\nenabled = "not a bool"\n')  # the daemon would refuse [sms]

@@ -7,9 +7,45 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 from collections.abc import Callable, Sequence
 
 from daemon import __version__
+
+TYPE_CHECKING = False  # typing is for mypy only: a CLI process does not import it (~3 ms; issue 14)
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _terminal_width() -> int:
+    """What ``shutil.get_terminal_size()`` tells argparse: ``$COLUMNS``, else the terminal's width, else 80."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's own formatter, sized without importing ``shutil``: argparse builds one formatter per
+    ``add_argument`` (to check the metavar), and the first one would import shutil with bz2 and lzma,
+    a few ms of every CLI process (issue 14) for a width only ``--help`` and usage errors show."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _terminal_width() - 2 if width is None else width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help uses ``_Formatter``; its sub-command parsers are of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
 
 def seconds(text: str) -> float:
@@ -39,7 +75,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     for every sub-parser) of its 80 ms budget (issue 14), and one command needs one. ``--help``, no
     command or an unknown one still get every command, so help and "invalid choice" stay complete.
     """
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="fnotify",
         description="failover-notify: deliver a message along Telegram -> email -> SMS, whichever is up.",
         epilog="Config: --config PATH, else $FNOTIFY_CONFIG, else ./fnotify.toml. See README.md.",

@@ -8,9 +8,12 @@ keeps JSON exact and terminal-safe too.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from daemon.protocol import UNSAFE_IN_JSON, visible
+
+TYPE_CHECKING = False  # typing is for mypy only: a CLI process does not import it (~3 ms; issue 14)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def json_text(value: Any, *, indent: int | None = 2) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing is for mypy only: a CLI process does not import it (~3 ms; issue 14)
 if TYPE_CHECKING:
+    import os
+
     from daemon.protocol.shapes import ErrorJSON
 
 # -- what a client raises -------------------------------------------------------------------------
@@ -17,7 +17,7 @@ class ClientError(Exception):
 
 
 class DaemonUnavailable(ClientError):
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         super().__init__(
             f"cannot reach the daemon at {path}: {reason}. Is it running? Start it with `fnotify run`."
         )
