@@ -164,6 +164,36 @@ async def test_a_claimed_batch_reads_its_recipients_once(tmp_path: Path) -> None
         await store.close()
 
 
+async def test_a_skipped_channel_is_written_with_the_next_attempts_start_in_one_write(tmp_path: Path) -> None:
+    # each write is a trip through the group-commit writer (a future, a thread hop, a savepoint); a skip
+    # (no Telegram chat) and the email attempt's start share one, and the ledger and events read as before
+    class CountingStore(SqliteStore):
+        writes = 0
+
+        async def _submit(self, op: Any) -> Any:
+            CountingStore.writes += 1
+            return await super()._submit(op)
+
+    store = CountingStore(tmp_path / "fnotify.db")
+    await store.open()
+    try:
+        h = Harness(store, FakeClock(START))
+        events: list[tuple[str, str | None]] = []
+        h.events.tap(lambda kind, data: events.append((kind, data.get("outcome") or data.get("status"))))
+        bob = (await store.add_recipient("Bob", "bob@example.com", None, None)).id  # no chat: telegram skipped
+        sent = (await store.create_notification(NewNotification(bob, "m", (TELEGRAM, EMAIL)), START))[0].id
+        CountingStore.writes = 0
+        assert await h.engine.run_due() == 1
+        assert CountingStore.writes == 3  # the claim; the skip with the start; the delivery
+        assert await h.log(sent) == [("telegram", "skipped", "no Telegram chat linked"), ("email", "delivered", None)]
+        assert events == [("attempt.finished", "skipped"), ("notification.status", "sending"),
+                          ("attempt.started", None), ("attempt.finished", "delivered"),
+                          ("notification.status", "delivered")]
+    finally:
+        await h.engine.stop(0)
+        await store.close()
+
+
 async def test_a_permanent_failure_fails_over_to_the_next_channel_at_once(h: Harness) -> None:
     h.telegram.answers = [PermanentError("chat not found")]
     sent = await h.send()
