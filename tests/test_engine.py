@@ -308,3 +308,49 @@ async def _wait_for(subscription: Any, kind: str, **data: Any) -> dict[str, Any]
             assert event is not None, "the event stream ended"
             if event["event"] == kind and all(event["data"].get(k) == v for k, v in data.items()):
                 return dict(event)
+
+
+async def test_at_the_in_flight_cap_the_engine_claims_again_in_batches_not_after_each_walk(h: Harness) -> None:
+    # behind a slow provider every walk waits at the cap; a claim after each one that ends (a write and two
+    # reads for one row) cost more than the walk's own writes: refill once an eighth of the cap is free
+    claims: list[int] = []
+    claim_due = h.store.claim_due
+
+    async def counting_claim_due(now: datetime, limit: int, owner: str, lease_until: datetime) -> list[Notification]:
+        batch = await claim_due(now, limit, owner, lease_until)
+        claims.append(len(batch))
+        return batch
+
+    gate = asyncio.Semaphore(0)
+    waiting = 0
+
+    async def held_send(message: OutgoingMessage) -> str:
+        nonlocal waiting
+        waiting += 1
+        await gate.acquire()  # one release lets one send through
+        waiting -= 1
+        return "sent"
+
+    async def until(condition: Any) -> None:
+        async with asyncio.timeout(5):
+            while not condition():
+                await asyncio.sleep(0.001)
+
+    h.store.claim_due = counting_claim_due  # type: ignore[method-assign]
+    h.telegram.send = held_send  # type: ignore[method-assign]
+    h.engine.max_in_flight = 16  # claims again when 2 are free
+    ids = [await h.send() for _ in range(24)]
+    await h.engine.start()
+    await until(lambda: waiting == 16)
+    gate.release()  # one walk ends: one free place, no claim yet
+    await until(lambda: waiting == 15 and h.engine.in_flight == 15)
+    gate.release()  # a second: claim two
+    await until(lambda: waiting == 16)
+    assert claims == [16, 2]
+    for _ in range(22):
+        gate.release()
+    async with asyncio.timeout(5):
+        while (await h.store.counts_by_status()).get("delivered") != 24:
+            await asyncio.sleep(0.001)
+    assert [(await h.show(i)).status for i in ids] == [Status.DELIVERED] * 24
+    assert sum(claims) == 24

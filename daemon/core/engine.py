@@ -57,6 +57,7 @@ from daemon.core.store import Store, new_owner_id
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 128
+REFILL_PARTS = 8  # at the in-flight cap, claim again when an eighth of it is free (a write and two reads each)
 WAKEUP_JOB = "wakeup"
 LEASE_JOB = "leases"
 DEFAULT_LEASE = 30.0
@@ -201,7 +202,7 @@ class Engine:
     async def _claim_and_spawn(self) -> None:
         while not self._stopping and not self.paused:
             room = min(self.max_in_flight - len(self._tasks), CLAIM_BATCH)
-            if room <= 0:
+            if room < self._refill:
                 return  # a finishing attempt pokes us
             now = self.clock()
             batch = await self.store.claim_due(now, room, self.owner, now + timedelta(seconds=self.lease))
@@ -221,9 +222,13 @@ class Engine:
             if len(batch) < room:
                 return
 
+    @property
+    def _refill(self) -> int:  # at the cap, claim when this many walks are done: a claim per walk cost more
+        return max(1, min(self.max_in_flight // REFILL_PARTS, CLAIM_BATCH))
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not self._stopping:
+        if not self._stopping and self.max_in_flight - len(self._tasks) >= self._refill:
             self._wake.set()
 
     async def run_due(self) -> int:
@@ -248,7 +253,7 @@ class Engine:
                 self._scheduler.remove_job(WAKEUP_JOB)
         elif due > self.clock():
             self._arm_at(due)
-        elif len(self._tasks) < self.max_in_flight:
+        elif self.max_in_flight - len(self._tasks) >= self._refill:
             self._wake.set()  # claimed up to the batch size and more is due
 
     def every(self, seconds: float, job_id: str, func: Callable[[], Awaitable[None]], first_in: float) -> None:
