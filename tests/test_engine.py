@@ -164,6 +164,36 @@ async def test_a_claimed_batch_reads_its_recipients_once(tmp_path: Path) -> None
         await store.close()
 
 
+async def test_a_skipped_channel_is_written_with_the_next_attempts_start_in_one_write(tmp_path: Path) -> None:
+    # each write is a trip through the group-commit writer (a future, a thread hop, a savepoint); a skip
+    # (no Telegram chat) and the email attempt's start share one, and the ledger and events read as before
+    class CountingStore(SqliteStore):
+        writes = 0
+
+        async def _submit(self, op: Any) -> Any:
+            CountingStore.writes += 1
+            return await super()._submit(op)
+
+    store = CountingStore(tmp_path / "fnotify.db")
+    await store.open()
+    try:
+        h = Harness(store, FakeClock(START))
+        events: list[tuple[str, str | None]] = []
+        h.events.tap(lambda kind, data: events.append((kind, data.get("outcome") or data.get("status"))))
+        bob = (await store.add_recipient("Bob", "bob@example.com", None, None)).id  # no chat: telegram skipped
+        sent = (await store.create_notification(NewNotification(bob, "m", (TELEGRAM, EMAIL)), START))[0].id
+        CountingStore.writes = 0
+        assert await h.engine.run_due() == 1
+        assert CountingStore.writes == 3  # the claim; the skip with the start; the delivery
+        assert await h.log(sent) == [("telegram", "skipped", "no Telegram chat linked"), ("email", "delivered", None)]
+        assert events == [("attempt.finished", "skipped"), ("notification.status", "sending"),
+                          ("attempt.started", None), ("attempt.finished", "delivered"),
+                          ("notification.status", "delivered")]
+    finally:
+        await h.engine.stop(0)
+        await store.close()
+
+
 async def test_a_permanent_failure_fails_over_to_the_next_channel_at_once(h: Harness) -> None:
     h.telegram.answers = [PermanentError("chat not found")]
     sent = await h.send()
@@ -278,3 +308,49 @@ async def _wait_for(subscription: Any, kind: str, **data: Any) -> dict[str, Any]
             assert event is not None, "the event stream ended"
             if event["event"] == kind and all(event["data"].get(k) == v for k, v in data.items()):
                 return dict(event)
+
+
+async def test_at_the_in_flight_cap_the_engine_claims_again_in_batches_not_after_each_walk(h: Harness) -> None:
+    # behind a slow provider every walk waits at the cap; a claim after each one that ends (a write and two
+    # reads for one row) cost more than the walk's own writes: refill once an eighth of the cap is free
+    claims: list[int] = []
+    claim_due = h.store.claim_due
+
+    async def counting_claim_due(now: datetime, limit: int, owner: str, lease_until: datetime) -> list[Notification]:
+        batch = await claim_due(now, limit, owner, lease_until)
+        claims.append(len(batch))
+        return batch
+
+    gate = asyncio.Semaphore(0)
+    waiting = 0
+
+    async def held_send(message: OutgoingMessage) -> str:
+        nonlocal waiting
+        waiting += 1
+        await gate.acquire()  # one release lets one send through
+        waiting -= 1
+        return "sent"
+
+    async def until(condition: Any) -> None:
+        async with asyncio.timeout(5):
+            while not condition():
+                await asyncio.sleep(0.001)
+
+    h.store.claim_due = counting_claim_due  # type: ignore[method-assign]
+    h.telegram.send = held_send  # type: ignore[method-assign]
+    h.engine.max_in_flight = 16  # claims again when 2 are free
+    ids = [await h.send() for _ in range(24)]
+    await h.engine.start()
+    await until(lambda: waiting == 16)
+    gate.release()  # one walk ends: one free place, no claim yet
+    await until(lambda: waiting == 15 and h.engine.in_flight == 15)
+    gate.release()  # a second: claim two
+    await until(lambda: waiting == 16)
+    assert claims == [16, 2]
+    for _ in range(22):
+        gate.release()
+    async with asyncio.timeout(5):
+        while (await h.store.counts_by_status()).get("delivered") != 24:
+            await asyncio.sleep(0.001)
+    assert [(await h.show(i)).status for i in ids] == [Status.DELIVERED] * 24
+    assert sum(claims) == 24

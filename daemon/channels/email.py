@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.policy import Policy
+from email.policy import SMTP, Policy
 from email.utils import format_datetime, make_msgid, parseaddr
 
 import aiosmtplib
@@ -52,6 +52,11 @@ one word stays within the 78-character line RFC 5322 recommends (RFC 2047 allows
 # printable ASCII words separated by single spaces, none of which looks like an encoded word:
 # the email package folds and unfolds these losslessly, so they stay readable on the wire
 PLAIN_SUBJECT = re.compile(r"(?!.*=\?)(?:[!-~]{1,60}(?: [!-~]{1,60})*)?")
+# a dot-atom ASCII address: the email package writes it as given, and it is its own envelope address
+PLAIN_ADDRESS = re.compile(r"[\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*",
+                           re.ASCII)
+LINE_MAX = 78
+"""RFC 5322's recommended line length, the email package's ``max_line_length``: its 7bit cut-off."""
 
 
 @dataclass(slots=True)
@@ -74,6 +79,7 @@ class EmailChannel:
                       if config.rate else None)
         self._idle: list[_Pooled] = []
         self._closed = False
+        self._from = _plain_from(config.sender)  # (From line, envelope sender) when the fast path can use them
 
     @property
     def endpoint(self) -> str:
@@ -88,12 +94,19 @@ class EmailChannel:
 
     async def send(self, message: OutgoingMessage) -> str:
         """Send one message; return its Message-ID (angle brackets included)."""
-        email = self.build_message(message)
-        message_id = str(email["Message-ID"])
+        address, subject = _checked(message)
+        message_id = make_msgid(idstring=f"n{message.notification_id}", domain=self._domain)
+        date = format_datetime(datetime.now(UTC))
+        raw = self.wire_message(address, subject, message.text, date, message_id)
+        email = self.build_message(message, date=date, message_id=message_id) if raw is None else None
         async with self._slots:
             pooled = await self._checkout()
             try:
-                await pooled.client.send_message(email)
+                if email is not None:
+                    await pooled.client.send_message(email)
+                else:  # what send_message would do with the same bytes: raw is 7-bit, ASCII envelope
+                    assert self._from is not None and raw is not None
+                    await pooled.client.sendmail(self._from[1], [address], raw)
             except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
                 self._after_failure(pooled)
                 raise self._translate(exc) from exc
@@ -101,7 +114,7 @@ class EmailChannel:
                 pooled.client.close()
                 raise
             await self._checkin(pooled)
-        log.debug("email %s accepted by %s for %s", message_id, self.endpoint, email["To"])
+        log.debug("email %s accepted by %s for %s", message_id, self.endpoint, address)
         return message_id
 
     async def check(self) -> str:
@@ -129,30 +142,41 @@ class EmailChannel:
 
     # --- the message -----------------------------------------------------------------------
 
-    def build_message(self, message: OutgoingMessage) -> EmailMessage:
+    def build_message(self, message: OutgoingMessage, *, date: str | None = None,
+                      message_id: str | None = None) -> EmailMessage:
         """The RFC 5322 message for ``message``; PermanentError when it cannot be built safely."""
-        address = message.recipient.email
-        if address is None:
-            raise PermanentError("no email address")
-        if _has_line_break(address):
-            raise PermanentError(f"email address {address!r} contains a line break")
-        subject = message.subject if message.subject is not None else default_subject(message.text)
-        if _has_line_break(subject):
-            # a CR/LF in a header is header injection (Bcc:, a second body...): refuse, never strip
-            raise PermanentError(f"subject {subject!r} contains a line break")
+        address, subject = _checked(message)
         email = EmailMessage()
         try:
             email["From"] = self.config.sender
             email["To"] = address
             email["Subject"] = subject if PLAIN_SUBJECT.fullmatch(subject) else EncodedSubject(subject)
-            email["Date"] = format_datetime(datetime.now(UTC))
-            email["Message-ID"] = make_msgid(idstring=f"n{message.notification_id}", domain=self._domain)
+            email["Date"] = date or format_datetime(datetime.now(UTC))
+            email["Message-ID"] = message_id or make_msgid(idstring=f"n{message.notification_id}", domain=self._domain)
             email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies, please
             # quoted-printable keeps non-ASCII text 7-bit clean for servers without 8BITMIME
             email.set_content(message.text, cte=None if message.text.isascii() else "quoted-printable")
         except (ValueError, TypeError) as exc:
             raise PermanentError(f"cannot build the email: {exc}") from exc
         return email
+
+    def wire_message(self, address: str, subject: str, text: str, date: str, message_id: str) -> bytes | None:
+        """The bytes aiosmtplib's ``send_message`` would send for ``build_message``'s message, written
+        directly when every part is plain ASCII that the email package leaves as it is (a dot-atom address,
+        a plain subject on one line, 7bit text); else None (``build_message`` does it). The email package
+        costs about 1.5 ms a message (it parses every header it is given); this, a few microseconds.
+        tests/test_email_wire.py checks both give the same bytes."""
+        if self._from is None or not text.isascii() or len(subject) > LINE_MAX - 9 or len(address) > LINE_MAX - 4:
+            return None
+        lines = text.encode("ascii").splitlines()
+        if any(len(line) > LINE_MAX for line in lines) or not PLAIN_SUBJECT.fullmatch(subject) \
+                or not PLAIN_ADDRESS.fullmatch(address):
+            return None
+        head = (f"To: {address}\r\nSubject:{' ' if subject else ''}{subject}\r\nDate: {date}\r\n"
+                f"Message-ID: {message_id}\r\nAuto-Submitted: auto-generated\r\n"
+                "Content-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: 7bit\r\n"
+                "MIME-Version: 1.0\r\n\r\n")
+        return self._from[0] + head.encode("ascii") + b"\r\n".join(lines) + b"\r\n"
 
     # --- the pool --------------------------------------------------------------------------
 
@@ -289,6 +313,33 @@ def encoded_words(text: str) -> list[str]:
 
 def _encoded_word(chunk: bytes) -> str:
     return f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?="
+
+
+def _checked(message: OutgoingMessage) -> tuple[str, str]:
+    """The address and the subject of ``message``; PermanentError when either cannot go in a header."""
+    address = message.recipient.email
+    if address is None:
+        raise PermanentError("no email address")
+    if _has_line_break(address):
+        raise PermanentError(f"email address {address!r} contains a line break")
+    subject = message.subject if message.subject is not None else default_subject(message.text)
+    if _has_line_break(subject):
+        # a CR/LF in a header is header injection (Bcc:, a second body...): refuse, never strip
+        raise PermanentError(f"subject {subject!r} contains a line break")
+    return address, subject
+
+
+def _plain_from(sender: str) -> tuple[bytes, str] | None:
+    """The From line (as aiosmtplib writes it) and the envelope sender, when the fast path may use them:
+    one well-formed address, ASCII (a non-ASCII one needs SMTPUTF8). Else None: the email package decides."""
+    try:
+        header = SMTP.header_factory("From", sender)
+        addresses = header.addresses
+        if header.defects or len(addresses) != 1 or not addresses[0].addr_spec.isascii():
+            return None
+        return SMTP.fold_binary("From", header), str(addresses[0].addr_spec)
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def _has_line_break(value: str) -> bool:

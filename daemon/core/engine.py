@@ -37,6 +37,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from daemon.core import engine_writes as writes
 from daemon.core import failover
 from daemon.core.breaker import BreakerSettings, CircuitBreaker
 from daemon.core.bundle import BundlePolicy
@@ -45,8 +46,8 @@ from daemon.core.engine_bundle import Bundler
 from daemon.core.errors import LeaseLost, PermanentError, StorageError, TransientError
 from daemon.core.events import EventBus
 from daemon.core.failover import AttemptResult, Plan, RetryPolicy, Send, Situation, StepKind
-from daemon.core.models import Channel, Notification, Recipient, iso, utcnow
-from daemon.core.outcomes import breaker_saw, report
+from daemon.core.models import Channel, Notification, Recipient, Status, utcnow
+from daemon.core.outcomes import breaker_saw
 from daemon.core.redact import Redactor
 from daemon.core.sms_caps import SmsPolicy, SmsUsage, crossed_warning, day_start, usage_since
 from daemon.core.sms_receipt import Receipt
@@ -56,6 +57,7 @@ from daemon.core.store import Store, new_owner_id
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 128
+REFILL_PARTS = 8  # at the in-flight cap, claim again when an eighth of it is free (a write and two reads each)
 WAKEUP_JOB = "wakeup"
 LEASE_JOB = "leases"
 DEFAULT_LEASE = 30.0
@@ -200,7 +202,7 @@ class Engine:
     async def _claim_and_spawn(self) -> None:
         while not self._stopping and not self.paused:
             room = min(self.max_in_flight - len(self._tasks), CLAIM_BATCH)
-            if room <= 0:
+            if room < self._refill:
                 return  # a finishing attempt pokes us
             now = self.clock()
             batch = await self.store.claim_due(now, room, self.owner, now + timedelta(seconds=self.lease))
@@ -220,9 +222,13 @@ class Engine:
             if len(batch) < room:
                 return
 
+    @property
+    def _refill(self) -> int:  # at the cap, claim when this many walks are done: a claim per walk cost more
+        return max(1, min(self.max_in_flight // REFILL_PARTS, CLAIM_BATCH))
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not self._stopping:
+        if not self._stopping and self.max_in_flight - len(self._tasks) >= self._refill:
             self._wake.set()
 
     async def run_due(self) -> int:
@@ -247,7 +253,7 @@ class Engine:
                 self._scheduler.remove_job(WAKEUP_JOB)
         elif due > self.clock():
             self._arm_at(due)
-        elif len(self._tasks) < self.max_in_flight:
+        elif self.max_in_flight - len(self._tasks) >= self._refill:
             self._wake.set()  # claimed up to the batch size and more is due
 
     def every(self, seconds: float, job_id: str, func: Callable[[], Awaitable[None]], first_in: float) -> None:
@@ -357,32 +363,38 @@ class Engine:
         receipt = (await self.store.pending_receipt(n.id)
                    if n.current_channel is Channel.SMS and n.tries_on_channel > 0 else None)
         position, tries, status = n.position, n.tries_on_channel, n.status
+        skipped: Plan | None = None  # a skip held back: written with the next attempt's start (engine_writes)
         while True:
             usage = await self._sms_usage(n, recipient, position)
             situation = self._situation(n, recipient, position, tries, ack_due, receipt, usage)
             decision = failover.before_attempt(situation)
-            if isinstance(decision, Send) and join and self.bundler.joins(n, decision, situation):
+            bundled = isinstance(decision, Send) and join and self.bundler.joins(n, decision, situation)
+            if skipped is not None and (bundled or not isinstance(decision, Send)):  # no start follows it here
+                status, skipped = await writes.finish(self, n, skipped, None, status), None
+            if bundled and isinstance(decision, Send):
                 self.bundler.join(n, decision.channel)
                 return
             join = True
             attempt_id: int | None = None
             if isinstance(decision, Send):
-                attempt_id, plan = await self._attempt(n, situation, decision)
+                attempt_id, status, plan = await self._attempt(n, situation, decision, skipped, status)
+                skipped = None
+                if plan is None:
+                    return  # final already (cancelled while walked): nothing started
+            elif writes.can_wait(decision):
+                skipped, position, tries = decision, decision.update.position, decision.update.tries
+                ack_due, receipt = False, None
+                continue
             else:
                 plan = decision
             if plan.kind is StepKind.AWAIT_RECEIPT:
-                await self._await_receipt(n, plan, attempt_id)
+                await writes.await_receipt(self, n, plan, attempt_id)
                 return
             if plan.block_recipient:
                 blocked = await self.store.set_telegram_blocked(n.recipient_id, True)
                 self.events.publish("recipient.blocked", blocked.telegram_event())
-            attempt_id = attempt_id if attempt_id is not None else plan.attempt_id
-            attempt, new_status = await self.store.finish_attempt(attempt_id, n.id, plan.channel, plan.record,
-                                                                  plan.update, plan.at, self.owner)
-            report(self.events, n, attempt.to_json(), plan, status, new_status)
-            status = new_status
-            if plan.update.release and plan.update.next_attempt_at is not None:  # a retry, or the ack deadline
-                self._arm_if_earlier(plan.update.next_attempt_at)
+            status = await writes.finish(self, n, plan, attempt_id if attempt_id is not None else plan.attempt_id,
+                                         status)
             if status.is_final or not plan.goes_on:
                 return
             position, tries, ack_due, receipt = plan.update.position, plan.update.tries, False, None
@@ -404,20 +416,6 @@ class Engine:
         now = self.clock()
         return await self.store.sms_usage(recipient.id, usage_since(self.sms.caps, now), day_start(now))
 
-    async def _await_receipt(self, n: Notification, plan: Plan, attempt_id: int | None) -> None:
-        """The SMS was accepted: its attempt stays open and the row waits, on disk, for the receipt."""
-        attempt_id = attempt_id if attempt_id is not None else plan.attempt_id
-        assert attempt_id is not None and plan.message_sid is not None and plan.update.next_attempt_at is not None
-        timeout = self.sms.receipt_timeout or (plan.update.next_attempt_at - plan.at).total_seconds()
-        await self.store.await_receipt(attempt_id, n.id, plan.message_sid, plan.record.sent_at or plan.at, timeout,
-                                       plan.update, plan.at, self.owner)
-        log.info("notification %d -> recipient %d: sms accepted (%s), waiting until %s for its delivery receipt",
-                 n.id, n.recipient_id, plan.message_sid, iso(plan.update.next_attempt_at))
-        self.events.publish("notification.awaiting_receipt", {
-            "id": n.id, "recipient_id": n.recipient_id, "message_sid": plan.message_sid,
-            "until": iso(plan.update.next_attempt_at)})
-        self._arm_if_earlier(plan.update.next_attempt_at)
-
     async def _count_sms(self, recipient: Recipient, text: str, notification_id: int) -> None:
         """An SMS was accepted: it is paid for, so it counts towards the caps (and the 80 % warning)."""
         try:
@@ -430,13 +428,14 @@ class Engine:
             log.warning("SMS daily budget: %d of %d segments used today (UTC)", after, budget)
             self.events.publish("sms.budget", {"used": after, "budget": budget})
 
-    async def _attempt(self, n: Notification, situation: Situation, send: Send) -> tuple[int, Plan]:
+    async def _attempt(self, n: Notification, situation: Situation, send: Send, skipped: Plan | None,
+                       status: Status) -> tuple[int | None, Status, Plan | None]:
         # no await since the situation was read: the adapter and the breaker are the ones it saw
         adapter = self.channels[send.channel]
         self.breakers[send.channel].begin()
-        attempt_id = await self.store.start_attempt(n.id, send.channel, self.clock(), send.tries, self.owner)
-        self.events.publish("attempt.started", {"notification_id": n.id, "attempt_id": attempt_id,
-                                                "channel": str(send.channel)})
+        attempt_id, status = await writes.start(self, n, send, skipped, status)
+        if attempt_id is None:
+            return None, status, None
         # pace right before the provider call: a commit between the two would bunch sends up
         await adapter.wait_turn(send.recipient)
         sent_at = self.clock()  # the attempt's timing is the provider call, not the wait
@@ -446,7 +445,8 @@ class Engine:
         breaker_saw(self.breakers[send.channel], send.channel, result, self.events)
         if send.channel is Channel.SMS and result.kind is failover.ResultKind.DELIVERED:
             await self._count_sms(send.recipient, n.text, n.id)
-        return attempt_id, failover.after_attempt(situation, result, self.clock(), sent_at, draw=self.rng.random)
+        plan = failover.after_attempt(situation, result, self.clock(), sent_at, draw=self.rng.random)
+        return attempt_id, status, plan
 
     async def _send(self, adapter: ChannelAdapter, message: OutgoingMessage) -> AttemptResult:
         """The adapter's answer as an AttemptResult: its errors are already classified."""

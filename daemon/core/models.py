@@ -210,3 +210,14 @@ class NotificationUpdate:
     next_attempt_at: datetime | None  # None: final or waiting on nothing
     release: bool = True  # clear the in-flight claim
     awaiting_ack: bool = False  # delivered on Telegram; at next_attempt_at it counts as unacknowledged
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """A step decided without a provider call (a channel skipped), held back by the engine so it is written
+    in one transaction with the start of the attempt that follows it (``Store.skip_then_start``)."""
+
+    channel: Channel
+    record: AttemptRecord
+    update: NotificationUpdate
+    at: datetime

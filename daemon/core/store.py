@@ -35,6 +35,7 @@ from daemon.core.models import (
     Notification,
     NotificationUpdate,
     Recipient,
+    Skip,
     Status,
 )
 from daemon.core.sms_caps import SmsUsage
@@ -182,6 +183,13 @@ class Store(Protocol):
         now: datetime,
         owner: str | None = None,
     ) -> tuple[Attempt, Status]: ...
+    async def skip_then_start(
+        self, skip: Skip, notification_id: int, channel: Channel, now: datetime, tries: int, owner: str | None = None
+    ) -> tuple[Attempt, Status, int | None]:
+        """``finish_attempt(None, ..., skip...)`` then ``start_attempt(...)`` in one transaction: the skipped
+        step's attempt, the status it left, and the new attempt's id; None (nothing started) when the
+        notification was already final (cancelled while walked)."""
+        ...
     async def set_telegram_blocked(self, recipient_id: int, blocked: bool) -> Recipient: ...
     async def release_claim(
         self, notification_id: int, now: datetime, due: datetime, error: str, owner: str | None = None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.core.errors import Conflict, NotFound, StorageError
 from daemon.core.models import (
+    FINAL_STATUSES,
     TIMED_OUTCOMES,
     Attempt,
     AttemptRecord,
@@ -27,6 +28,7 @@ from daemon.core.models import (
     NotificationUpdate,
     Outcome,
     Recipient,
+    Skip,
     Status,
 )
 from daemon.core.store import AckOutcome, AckResult, ChannelActivity, LinkRedemption, Member
@@ -265,18 +267,21 @@ class PostgresStore(PostgresSmsLedger, PostgresGroups):
             aid, started, status = await engine_sql.finish(
                 conn, attempt_id, notification_id, channel, record, update, now, owner
             )
-        attempt = Attempt(
-            id=aid,
-            notification_id=notification_id,
-            channel=channel,
-            outcome=record.outcome,
-            error=record.error,
-            provider_message_id=record.provider_message_id,
-            started_at=started,
-            finished_at=now,
-            retry_at=record.retry_at,
-        )
-        return attempt, Status(status)
+        return engine_sql.attempt_of(aid, notification_id, channel, record, started, now), Status(status)
+
+    async def skip_then_start(
+        self, skip: Skip, notification_id: int, channel: Channel, now: datetime, tries: int, owner: str | None = None
+    ) -> tuple[Attempt, Status, int | None]:
+        async with self._tx() as conn:
+            aid, started, status = await engine_sql.finish(
+                conn, None, notification_id, skip.channel, skip.record, skip.update, skip.at, owner
+            )
+            # the fence above locked the row for the whole transaction: no second one; cancelled while
+            # walked (final): finish dropped the claim, nothing starts
+            attempt_id = (None if status in FINAL_STATUSES
+                          else await engine_sql.start(conn, notification_id, channel, now, tries, None))
+        return engine_sql.attempt_of(aid, notification_id, skip.channel, skip.record, started, skip.at), \
+            Status(status), attempt_id
 
     async def release_claim(
         self, notification_id: int, now: datetime, due: datetime, error: str, owner: str | None = None

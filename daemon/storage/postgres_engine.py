@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from daemon.core.errors import LeaseLost
-from daemon.core.models import AttemptRecord, Channel, NotificationUpdate, Outcome, Status
+from daemon.core.models import Attempt, AttemptRecord, Channel, NotificationUpdate, Outcome, Status
 from daemon.storage.postgres_writes import FINAL, Conn, clean
 
 if TYPE_CHECKING:
@@ -110,6 +110,14 @@ async def finish(
             notification_id,
         )
     return aid, started, str(status or update.status)
+
+
+def attempt_of(aid: int, notification_id: int, channel: Channel, record: AttemptRecord, started: datetime,
+               now: datetime) -> Attempt:
+    """The attempt ``finish`` recorded, as the engine reports it."""
+    return Attempt(id=aid, notification_id=notification_id, channel=channel, outcome=record.outcome,
+                   error=record.error, provider_message_id=record.provider_message_id, started_at=started,
+                   finished_at=now, retry_at=record.retry_at)
 
 
 async def release(conn: Conn, notification_id: int, now: datetime, due: datetime, error: str,
