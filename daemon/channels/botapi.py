@@ -151,9 +151,11 @@ class BotApi:
                 client = self._client or await self._open()
                 async with asyncio.timeout(self._timeout):
                     response = await client.send(request)
-            except (TimeoutError, httpx.TimeoutException) as exc:
-                raise TransientError(f"network error: timed out after {self._timeout:g} s"
-                                     f" ({_describe(exc)})") from exc
+            except TimeoutError as exc:  # the whole call's bound
+                raise TransientError(f"network error: timed out after {self._timeout:g} s") from exc
+            except httpx.TimeoutException as exc:
+                raise TransientError(scrub_token(f"network error: timed out after {self._timeout:g} s"
+                                                 f" ({_describe(exc)})", self._token)) from exc
             except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
                 raise TransientError(scrub_token(f"network error: {_describe(exc)}", self._token)) from exc
         try:
@@ -171,9 +173,6 @@ class BotApi:
 
 
 def _describe(exc: BaseException) -> str:
-    """``Class: text`` for an httpx error; the whole-call timeout (``TimeoutError``) has no text."""
-    if isinstance(exc, TimeoutError) and not isinstance(exc, httpx.HTTPError):
-        return "the whole call"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 

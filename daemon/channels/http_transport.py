@@ -51,20 +51,24 @@ def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
     return f"cannot connect to {where} ({cause.strerror or cause})"
 
 
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
 def translate(exc: BaseException) -> httpx.TransportError | None:
     """The httpx error that the aiohttp error ``exc`` is (None when it is not aiohttp's)."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return httpx.ConnectTimeout(f"timed out connecting ({exc})")
+        return httpx.ConnectTimeout(str(exc))  # "Connection timeout to host <url>"
     if isinstance(exc, aiohttp.ServerTimeoutError):
-        return httpx.ReadTimeout(f"timed out waiting for the answer ({exc})")
+        return httpx.ReadTimeout(str(exc))  # "Timeout on reading data from socket"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return httpx.ConnectError(_connect_failure(exc))
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return httpx.RemoteProtocolError("Server disconnected without sending a complete answer")
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return httpx.RemoteProtocolError(f"the connection ended mid-answer ({exc})")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return httpx.RemoteProtocolError(f"not an HTTP answer ({exc.message})")
+        return httpx.RemoteProtocolError(f"the connection ended mid-answer ({_one_line(exc)})")
+    if isinstance(exc, aiohttp.ClientResponseError):  # its text would quote the URL: the message only
+        return httpx.RemoteProtocolError(f"not an HTTP answer ({_one_line(exc.message)})")
     if isinstance(exc, aiohttp.ClientOSError):
         return httpx.ReadError(f"{exc.strerror or exc}")
     if isinstance(exc, aiohttp.ClientError):
