@@ -157,6 +157,34 @@ async def test_nothing_listening_is_transient_and_says_refused(send: Send) -> No
     assert "connection refused by 127.0.0.1:" in text, text
 
 
+async def test_a_proxy_from_the_environment_is_used_as_with_httpx_own_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    heads: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append((await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")[0])
+        body = b'{"ok": true, "result": {"message_id": 5}}'
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    channel = TelegramChannel(TelegramConfig(enabled=True, token=SecretStr(TOKEN), api_base="http://api.telegram.invalid"))
+    try:
+        assert await channel.send(message()) == "5"
+    finally:
+        await channel.close()
+        server.close()
+        await server.wait_closed()
+    assert heads == [f"POST http://api.telegram.invalid/bot{TOKEN}/sendMessage HTTP/1.1".encode()]
+
+
 def test_requests_wait_for_preload_while_held_and_only_then_import_aiohttp() -> None:
     # a fresh process: nothing has imported aiohttp yet (pytest's own process has, long ago)
     code = """
