@@ -207,6 +207,45 @@ asyncio.run(main())
     assert out.stdout.strip() == "(False, False) True"
 
 
+def test_a_request_during_the_import_waits_for_the_whole_module() -> None:
+    # the worker thread is held inside the transport module's import (at its `import httpx_aiohttp`),
+    # where sys.modules already holds the half-made module: a request must wait, not take that
+    code = """
+import asyncio, sys, threading
+import aiohttp  # so that the import below stops at httpx_aiohttp, inside the transport module
+from daemon.channels import http_client
+
+inside, go = threading.Event(), threading.Event()
+
+class Gate:
+    def find_spec(self, name, path=None, target=None):
+        if name == "httpx_aiohttp":
+            inside.set()
+            go.wait(30)
+        return None
+
+sys.meta_path.insert(0, Gate())
+
+async def request():
+    module = await http_client.transport_module()
+    return hasattr(module, "make_client")
+
+async def main():
+    http_client.preload()
+    assert await asyncio.to_thread(inside.wait, 30)
+    waiting = asyncio.ensure_future(request())
+    await asyncio.sleep(0.3)
+    done_early = waiting.done()
+    go.set()
+    print(done_early, await asyncio.wait_for(waiting, 30))
+
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         check=True)
+    assert out.stdout.strip() == "False True"
+
+
 def test_the_adapters_and_their_client_factory_import_no_aiohttp() -> None:
     code = ("import sys, daemon.runtime.app, daemon.channels.botapi, daemon.channels.sms,"
             " daemon.channels.http_client, daemon.cli.doctor;"

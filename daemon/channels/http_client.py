@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import sys
 import weakref
 from types import ModuleType
 
@@ -31,6 +30,9 @@ USER_AGENT = "failover-notify/0.1"
 _held: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = weakref.WeakKeyDictionary()
 _loading: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[ModuleType]] = (
     weakref.WeakKeyDictionary())
+_loaded: ModuleType | None = None
+"""The transport module once its import has finished. Not ``sys.modules``: a module is there from the
+moment its import starts, so a request there would find it half made while the worker thread runs it."""
 
 
 def hold() -> None:
@@ -48,32 +50,39 @@ def release() -> None:
 def preload() -> None:
     """Start importing aiohttp on a worker thread (the daemon at READY; idempotent); lets held requests on."""
     loop = asyncio.get_running_loop()
-    if TRANSPORT_MODULE not in sys.modules and loop not in _loading:
-        # a worker thread, so the loop serves clients meanwhile; the import lock makes a second
-        # import elsewhere wait for this one rather than run twice
+    if _loaded is None and loop not in _loading:
+        # a worker thread, so the loop serves clients meanwhile; an import already running elsewhere
+        # (another loop's thread) holds the module's import lock, and this one waits for it
         loading = _loading[loop] = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, TRANSPORT_MODULE))
-        loading.add_done_callback(_report)
+        loading.add_done_callback(_done)
     release()
 
 
-def _report(loading: asyncio.Future[ModuleType]) -> None:
-    if not loading.cancelled() and loading.exception() is not None:  # each request raises it again
-        log.error("cannot load the HTTP transport (aiohttp): %s", loading.exception())
+def _done(loading: asyncio.Future[ModuleType]) -> None:
+    global _loaded
+    if loading.cancelled():
+        return
+    error = loading.exception()
+    if error is None:
+        _loaded = loading.result()
+        return
+    log.error("cannot load the HTTP transport (aiohttp): %s", error)
+    _loading.pop(loading.get_loop(), None)  # the next request tries again
 
 
 async def transport_module() -> ModuleType:
     """``daemon.channels.http_transport``, imported off the event loop the first time."""
-    module = sys.modules.get(TRANSPORT_MODULE)
-    if module is not None:
-        return module
+    if _loaded is not None:
+        return _loaded
     loop = asyncio.get_running_loop()
     held = _held.get(loop)
     if held is not None:
         await held.wait()
     preload()
     loading = _loading.get(loop)
-    if loading is None:  # imported meanwhile
-        return sys.modules[TRANSPORT_MODULE]
+    if loading is None:  # finished meanwhile
+        assert _loaded is not None
+        return _loaded
     return await asyncio.shield(loading)  # a cancelled request leaves the import to the next one
 
 
