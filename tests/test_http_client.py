@@ -246,6 +246,48 @@ asyncio.run(main())
     assert out.stdout.strip() == "False True"
 
 
+def test_a_paced_send_takes_its_turn_only_once_the_client_is_there() -> None:
+    # were the turn taken first, every send paced while aiohttp loads would leave at once when it is
+    # loaded (Telegram's flood control answered 429 to such a bunch in tests/test_cluster_limits.py)
+    code = """
+import asyncio, sys, threading
+import aiohttp
+from pydantic import SecretStr
+from daemon.channels import http_client
+from daemon.channels.telegram import TelegramChannel
+from daemon.config import TelegramConfig
+from daemon.core.models import Recipient
+
+inside, go = threading.Event(), threading.Event()
+
+class Gate:
+    def find_spec(self, name, path=None, target=None):
+        if name == "httpx_aiohttp":
+            inside.set()
+            go.wait(30)
+        return None
+
+sys.meta_path.insert(0, Gate())
+
+async def main():
+    channel = TelegramChannel(TelegramConfig(enabled=True, token=SecretStr("1:x"), api_base="http://127.0.0.1:9"))
+    http_client.preload()  # as the daemon at READY
+    turn = asyncio.ensure_future(channel.wait_turn(Recipient(id=1, name="a", telegram_chat_id=5)))
+    assert await asyncio.to_thread(inside.wait, 30)
+    await asyncio.sleep(0.3)
+    done_early = turn.done()
+    go.set()
+    await asyncio.wait_for(turn, 30)
+    await channel.close()
+    print(done_early)
+
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_the_adapters_and_their_client_factory_import_no_aiohttp() -> None:
     code = ("import sys, daemon.runtime.app, daemon.channels.botapi, daemon.channels.sms,"
             " daemon.channels.http_client, daemon.cli.doctor;"

@@ -127,6 +127,12 @@ class BotApi:
         # connection, not inside the pool where the wait would count against ``timeout``
         self._slots = asyncio.Semaphore(connections)
 
+    async def ready(self) -> None:
+        """Have the client made (the first time, once aiohttp is loaded): callers pacing their sends
+        await this before taking a turn, so the wait for the import does not bunch paced sends up."""
+        if self._client is None:
+            await self._open()
+
     async def _open(self) -> httpx.AsyncClient:
         client = await make_client(timeout=self._timeout, connections=self._connections, verify=self._tls)
         if self._client is None:  # calls that overlapped the first one's wait made one each: keep one

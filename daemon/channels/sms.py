@@ -80,6 +80,8 @@ class SmsChannel:
     async def wait_turn(self, recipient: Recipient) -> None:
         """Pace under ``rate`` (messages per second) when one is configured."""
         if self._rate is not None:
+            if self._client is None:  # the first send's wait for aiohttp comes before its turn, not after
+                await self._open()
             await self._rate.acquire()
 
     async def send(self, message: OutgoingMessage) -> str | None:
