@@ -33,18 +33,14 @@ from typing import Any
 
 import httpx
 
+from daemon.channels.http_client import USER_AGENT, make_client
 from daemon.core.errors import ConfigError, PermanentError, TransientError
 
 MASK = "[REDACTED]"
-USER_AGENT = "failover-notify/0.1"
 CONNECTIONS = 100
-"""Connections to the Bot API at most (aiogram's session allowed as many)."""
-PER_CLIENT = 4
-"""Connections per httpx client: the ``CONNECTIONS`` are spread over several clients of this size.
-httpcore's pool visits every connection it holds on each request and again on each release (a
-readability poll per idle one, and a count of all of them per idle one): at 100 connections in one
-pool that was a third of the daemon's CPU per Telegram send (py-spy); CPU per send, 100 in one
-pool : pools of 10 : pools of 4 was about 6.1 : 2.7 : 2.3 ms on this (loaded) machine."""
+"""Connections to the Bot API at most (aiogram's session allowed as many), in one pool: aiohttp's
+takes and returns a connection in constant time however many it holds (httpcore's visited every
+one on each request and release, which is why there used to be several pools of 4)."""
 _BOT_SEGMENT = re.compile(r"/bot[^/\s]*/")
 _BLOCKED_MARKERS = ("blocked", "kicked", "deactivated")
 
@@ -117,44 +113,57 @@ class BotApi:
         self._token = token
         self._base = f"{api_base.rstrip('/')}/bot{token}/"
         self._timeout = timeout
-        # one TLS context for all the clients (httpx's default, loading the CA bundle, which costs
-        # more than the client itself); the clients are made when first needed
+        self._connections = connections
+        # httpx's default TLS context, made once (loading the CA bundle costs more than the client)
         self._tls = httpx.create_ssl_context()
-        self._sizes = [min(PER_CLIENT, connections - start) for start in range(0, connections, PER_CLIENT)]
-        self._clients: list[httpx.AsyncClient | None] = [None] * len(self._sizes)
-        # one token per connection, naming its client: a request holding one never waits inside
-        # httpcore's pool (which rescans every waiting request on each release); the queue is here,
-        # as the SMS adapter's semaphore. Last in, first out: at low load the same few clients (and
-        # their warm connections) serve, and the others are not even made
-        self._free: asyncio.LifoQueue[int] = asyncio.LifoQueue()
-        for index in reversed(range(len(self._sizes))):
-            for _ in range(self._sizes[index]):
-                self._free.put_nowait(index)
+        self._client: httpx.AsyncClient | None = None  # made at the first call: aiohttp is loaded then
+        # what a call needs besides its body, built once, rather than parsing the URL and merging
+        # the client's headers, cookies and timeout into each request (httpx's build_request)
+        self._urls: dict[str, httpx.URL] = {}
+        self._headers = httpx.Headers({"User-Agent": USER_AGENT, "Accept": "*/*",
+                                       "Accept-Encoding": "gzip, deflate", "Content-Type": "application/json"})
+        self._extensions: dict[str, Any] = {"timeout": httpx.Timeout(timeout).as_dict()}
+        # one slot per connection, taken before the call's timeout starts: a call waits here for a
+        # connection, not inside the pool where the wait would count against ``timeout``
+        self._slots = asyncio.Semaphore(connections)
 
-    def _client(self, index: int) -> httpx.AsyncClient:
-        client = self._clients[index]
-        if client is None:
-            size = self._sizes[index]
-            client = self._clients[index] = httpx.AsyncClient(
-                timeout=httpx.Timeout(self._timeout), verify=self._tls, headers={"User-Agent": USER_AGENT},
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-            )
-        return client
+    async def ready(self) -> None:
+        """Have the client made (the first time, once aiohttp is loaded): callers pacing their sends
+        await this before taking a turn, so the wait for the import does not bunch paced sends up."""
+        if self._client is None:
+            await self._open()
+
+    async def _open(self) -> httpx.AsyncClient:
+        client = await make_client(timeout=self._timeout, connections=self._connections, verify=self._tls)
+        if self._client is None:  # calls that overlapped the first one's wait made one each: keep one
+            self._client = client
+        else:
+            await client.aclose()
+        return self._client
+
+    def _request(self, method: str, params: Mapping[str, Any] | None) -> httpx.Request:
+        url = self._urls.get(method)
+        if url is None:
+            url = self._urls[method] = httpx.URL(self._base + method)
+        body = json.dumps(params or {}, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        return httpx.Request("POST", url, headers=self._headers, content=body, extensions=self._extensions)
 
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """POST ``params`` as JSON to ``method``; the answer's ``result``, or a ChannelError.
         ``timeout`` bounds the whole call, as aiogram's session did (httpx's bounds each read)."""
-        index = await self._free.get()
-        try:
-            async with asyncio.timeout(self._timeout):
-                response = await self._client(index).post(self._base + method, json=params or {})
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise TransientError("network error: Request timeout error") from exc
-        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
-            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise TransientError(scrub_token(f"network error: {detail}", self._token)) from exc
-        finally:
-            self._free.put_nowait(index)
+        request = self._request(method, params)
+        async with self._slots:
+            try:
+                client = self._client or await self._open()
+                async with asyncio.timeout(self._timeout):
+                    response = await client.send(request)
+            except TimeoutError as exc:  # the whole call's bound
+                raise TransientError(f"network error: timed out after {self._timeout:g} s") from exc
+            except httpx.TimeoutException as exc:
+                raise TransientError(scrub_token(f"network error: timed out after {self._timeout:g} s"
+                                                 f" ({_describe(exc)})", self._token)) from exc
+            except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+                raise TransientError(scrub_token(f"network error: {_describe(exc)}", self._token)) from exc
         try:
             return read_answer(response.status_code, response.content)
         except (TransientError, PermanentError) as exc:
@@ -165,7 +174,12 @@ class BotApi:
             raise PermanentError(scrubbed, blocked=exc.blocked) from None
 
     async def aclose(self) -> None:
-        await asyncio.gather(*(client.aclose() for client in self._clients if client is not None))
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _positive_number(value: object) -> float | int | None:

@@ -1,4 +1,5 @@
-"""SMS adapter: Twilio's Messages API or a generic JSON webhook, over one reused httpx client.
+"""SMS adapter: Twilio's Messages API or a generic JSON webhook, over one reused httpx client
+(``daemon.channels.http_client``: httpx over aiohttp).
 
 This is the only module that looks at httpx errors for SMS; it maps them, and the provider's
 HTTP answers, onto the daemon's tree::
@@ -23,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
+from daemon.channels.http_client import make_client
 from daemon.channels.sms_segments import sms_segments
 from daemon.config import SmsConfig
 from daemon.core.channel import OutgoingMessage
@@ -33,7 +35,6 @@ from daemon.core.redact import Redactor
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "failover-notify/0.1"
 RATE_KEY = "sms"
 """``[sms] rate``'s key among the rate limits (shared by every daemon on one PostgreSQL)."""
 
@@ -70,17 +71,17 @@ class SmsChannel:
         self._slots = asyncio.Semaphore(config.concurrency)
         self._rate = (Pacer(rate_limits or MemoryRateLimits(), Limit(RATE_KEY, config.rate))
                       if config.rate else None)
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(config.timeout),
-            limits=httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency),
-            headers={"User-Agent": USER_AGENT},
-        )
+        self._timeout = config.timeout
+        self._concurrency = config.concurrency
+        self._client: httpx.AsyncClient | None = None  # made at the first request: aiohttp is loaded then
 
     # --- ChannelAdapter --------------------------------------------------------------------
 
     async def wait_turn(self, recipient: Recipient) -> None:
         """Pace under ``rate`` (messages per second) when one is configured."""
         if self._rate is not None:
+            if self._client is None:  # the first send's wait for aiohttp comes before its turn, not after
+                await self._open()
             await self._rate.acquire()
 
     async def send(self, message: OutgoingMessage) -> str | None:
@@ -141,7 +142,8 @@ class SmsChannel:
 
     async def close(self) -> None:
         """Close the pooled connections."""
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     # --- HTTP and classification -----------------------------------------------------------
 
@@ -151,10 +153,19 @@ class SmsChannel:
     def _bearer(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
+    async def _open(self) -> httpx.AsyncClient:
+        client = await make_client(timeout=self._timeout, connections=self._concurrency)
+        if self._client is None:  # requests that overlapped the first one's wait made one each: keep one
+            self._client = client
+        else:
+            await client.aclose()
+        return self._client
+
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             async with self._slots:
-                return await self._client.request(method, url, **kwargs)
+                client = self._client or await self._open()
+                return await client.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
             raise TransientError(
                 self._redact(f"SMS {self.provider}: timed out ({type(exc).__name__})")

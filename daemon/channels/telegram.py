@@ -91,6 +91,7 @@ class TelegramChannel:
     async def wait_turn(self, recipient: Recipient) -> None:
         """Pace under Telegram's limits: the global rate and the per-chat rate."""
         if recipient.telegram_chat_id is not None:
+            await self._api.ready()  # the first send's wait for aiohttp comes before its turn, not after
             await self.pacer.acquire(recipient.telegram_chat_id)
 
     async def _send_one(self, chat_id: int, text: str, markup: dict[str, Any] | None) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, cast
 from daemon.api.resources import http_listener_limits
 from daemon.api.service import Service
 from daemon.api.socket_server import SocketServer
-from daemon.channels import build_channels
+from daemon.channels import build_channels, http_client
 from daemon.channels.sms_receipts import POLL_EVERY, ReceiptPoller, StatusSource
 from daemon.config import Config
 from daemon.core.breaker import BreakerSettings
@@ -108,6 +108,7 @@ class Daemon:
         The Telegram bot (aiogram) comes up after, in the background: ``wait_bot()``."""
         throttle_resource_errors(asyncio.get_running_loop())
         await self.store.open()
+        http_client.hold()  # a send before READY waits for it rather than import aiohttp beside the start-up
         try:
             await self.engine.start()
             await self.cluster.start()
@@ -130,6 +131,7 @@ class Daemon:
             await self.cluster.stop()
             await self.engine.stop(0)  # the dispatcher must not outlive the store it reads
             await self._close_resources()
+            http_client.release()
             raise
         self._started = True
         self.engine.every(RETENTION_EVERY, RETENTION_JOB, self._prune, first_in=RETENTION_FIRST)
@@ -138,6 +140,10 @@ class Daemon:
         enabled = ", ".join(str(c) for c in Channel if c in self.channels) or "none"
         log.info("failover-notify ready: socket %s, database %s, channels: %s, daemon id %s",
                  self.config.daemon.socket_path, self.store.location, enabled, self.owner)
+        if Channel.TELEGRAM in self.channels or Channel.SMS in self.channels:
+            http_client.preload()  # aiohttp, for their httpx clients: on a worker thread, after READY
+        else:
+            http_client.release()
         self.bots.launch(self.config.telegram, self.channels.get(Channel.TELEGRAM))
 
     @property
