@@ -19,7 +19,7 @@ from daemon.core.models import Notification, Skip, Status, iso
 from daemon.core.outcomes import report
 
 if TYPE_CHECKING:
-    from daemon.core.engine import Engine
+    from daemon.core.engine_bundle import EngineParts as Engine  # what these use of the engine (no cycle)
 
 # the attempt ledger keeps the engine's logger name: operators (and JSON log filters) select it by that
 log = logging.getLogger("daemon.core.engine")
