@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import protocol
+from daemon.api.idle import IdleTimeout, IdleWatch
 from daemon.api.peercred import is_allowed, peer_of
 from daemon.api.requests import REQUESTS, SendRequest, SubscribeRequest, parse
 from daemon.api.service import Service
@@ -158,35 +159,39 @@ class SocketServer:
         return f"uid {peer.uid} is not allowed on this socket ([daemon] allowed_uids / allowed_gids)"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(self.idle_timeout):
-                    line = await reader.readline()
-            except TimeoutError:
-                writer.write(protocol.encode(protocol.error(
-                    None, "idle", f"no request for {self.idle_timeout:g} s; connection closed")))
+        watch = IdleWatch(self.idle_timeout)
+        try:
+            while True:
+                try:
+                    line = await watch.guard(reader.readline())
+                except IdleTimeout:
+                    writer.write(protocol.encode(protocol.error(
+                        None, "idle", f"no request for {self.idle_timeout:g} s; connection closed")))
+                    await writer.drain()
+                    return
+                except (ValueError, asyncio.LimitOverrunError):
+                    writer.write(protocol.encode(protocol.error(
+                        None, "too_large", f"request exceeds {protocol.MAX_LINE} bytes; connection closed")))
+                    await writer.drain()
+                    return
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                try:
+                    request = protocol.decode_request(line)
+                except protocol.ProtocolError as exc:
+                    writer.write(protocol.encode(protocol.error(None, "bad_request", str(exc), exc.field)))
+                    await writer.drain()
+                    continue
+                if request.op == "subscribe":
+                    watch.close()  # a subscriber only reads: it is never idle
+                    await self._stream(request, reader, writer)
+                    return
+                writer.write(protocol.encode(await self.dispatch(request)))
                 await writer.drain()
-                return
-            except (ValueError, asyncio.LimitOverrunError):
-                writer.write(protocol.encode(protocol.error(
-                    None, "too_large", f"request exceeds {protocol.MAX_LINE} bytes; connection closed")))
-                await writer.drain()
-                return
-            if not line:
-                return
-            if not line.strip():
-                continue
-            try:
-                request = protocol.decode_request(line)
-            except protocol.ProtocolError as exc:
-                writer.write(protocol.encode(protocol.error(None, "bad_request", str(exc), exc.field)))
-                await writer.drain()
-                continue
-            if request.op == "subscribe":
-                await self._stream(request, reader, writer)
-                return
-            writer.write(protocol.encode(await self.dispatch(request)))
-            await writer.drain()
+        finally:
+            watch.close()
 
     async def dispatch(self, request: protocol.Request) -> protocol.Reply:
         handler = self._ops.get(request.op)
