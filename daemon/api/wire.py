@@ -17,20 +17,20 @@ surrogate) is written by ``protocol.encode``.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
 from daemon import protocol
 
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+_DIGITS = bytes(48 if b in b"0123456789" else 32 for b in range(256))  # every digit "0", the rest " "
+_LONG_NUMBER = b"0" * 19
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def decode_request(line: bytes) -> protocol.Request:
     """As ``protocol.decode_request``: the request, or ProtocolError naming what is wrong."""
-    if _LONG_NUMBER.search(line) is not None:
+    if _LONG_NUMBER in line.translate(_DIGITS):  # a third of a regular expression's cost
         return protocol.decode_request(line)
     try:
         data = orjson.loads(line)

@@ -109,6 +109,8 @@ OPS = (
     "backup",
     "subscribe",
 )
+_KNOWN_OPS = frozenset(OPS)
+_ENVELOPE = frozenset({"op", "params", "id"})
 
 
 class ProtocolError(Exception):
@@ -168,15 +170,15 @@ def request_from(data: Any) -> Request:
     op = data.get("op")
     if not isinstance(op, str):
         raise ProtocolError("missing 'op' (a string)", "op")
-    if op not in OPS:
+    if op not in _KNOWN_OPS:
         raise ProtocolError(f"unknown op {op!r}; known: {', '.join(OPS)}", "op")
     params = data.get("params", {})
     if params is None:
         params = {}
     if not isinstance(params, dict):
         raise ProtocolError("'params' must be a JSON object", "params")
-    unknown = sorted(set(data) - {"op", "params", "id"})
-    if unknown:
+    if not data.keys() <= _ENVELOPE:  # the set arithmetic and sort only for a request that has one
+        unknown = sorted(set(data) - _ENVELOPE)
         raise ProtocolError(f"unknown top-level key {unknown[0]!r} (use 'params')", unknown[0])
     return Request(op=op, params=params, id=data.get("id"))
 
