@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.procs import DaemonProc
+from bench.sends import run_clients
 from daemon.client import DaemonClient
-from daemon.protocol import MAX_LINE
 
 CHATS = 100
 
@@ -55,46 +55,16 @@ async def enqueue(daemon: DaemonProc, recipients: list[int], clients: int, total
 
     Each client is one connection of its own, closed loop: it writes one ``send`` request, reads its
     reply, checks it (``ok`` true, the request's own ``id``, a notification id in the result) and only
-    then writes the next. Latency is per request, from the write to the reply read. The request lines
-    are encoded before the clock starts and the reply is read with a plain ``readline``: the client
-    shares the machine's cores with the daemon, and ``DaemonClient.call`` (its lock, a timer per call,
-    the reply's envelope checks) cost about as much CPU per request as the daemon's whole send path.
+    then writes the next. Latency is per request, from the write to the reply read. The client is
+    lean on purpose (``bench.sends``): it shares the machine's two cores with the daemon.
     """
-    latencies: list[float] = []
     per_client = -(-total // clients)  # round up: every client sends the same number
     lines = [[json.dumps({"id": i, "op": "send", "params": {
         "recipient_id": recipients[(k + i) % len(recipients)], "message": f"bench {k}-{i}", **params}},
         separators=(",", ":")).encode() + b"\n" for i in range(per_client)] for k in range(clients)]
-
-    async def one_client(k: int) -> None:
-        reader, writer = await asyncio.open_unix_connection(str(daemon.socket), limit=MAX_LINE)
-        try:
-            for i, line in enumerate(lines[k]):
-                if rate is not None:  # offered load: each client sends on its own schedule
-                    await asyncio.sleep(max(0.0, start + i * clients / rate - time.perf_counter()))
-                began = time.perf_counter()
-                writer.write(line)
-                reply = await reader.readline()
-                latencies.append(time.perf_counter() - began)
-                _check(json.loads(reply) if reply else None, i)
-        finally:
-            writer.close()
-            await writer.wait_closed()
-
-    start = began = time.perf_counter()
-    await asyncio.gather(*(one_client(k) for k in range(clients)))
-    elapsed = time.perf_counter() - began
+    latencies, elapsed = await run_clients(str(daemon.socket), lines, rate)
     return {"clients": clients, "count": per_client * clients, "per_s": per_client * clients / elapsed,
             "p50_ms": pct(latencies, 0.5) * 1000, "p99_ms": pct(latencies, 0.99) * 1000}
-
-
-def _check(reply: Any, request_id: int) -> None:
-    """A send's reply: acknowledged, to this request, with the new notification's id."""
-    if not isinstance(reply, dict) or reply.get("id") != request_id or reply.get("ok") is not True:
-        raise RuntimeError(f"send {request_id} not acknowledged: {reply!r}")
-    result = reply.get("result")
-    if not isinstance(result, dict) or not isinstance(result.get("id") or result.get("batch_id"), int):
-        raise RuntimeError(f"send {request_id}: no notification id in the reply: {reply!r}")
 
 
 async def wait_delivered(daemon: DaemonProc, target: int, limit_s: float) -> float:
