@@ -54,7 +54,7 @@ from daemon.storage.sqlite_rows import (
     recipient_from_row,
 )
 from daemon.storage.sqlite_sms import SqliteSmsLedger
-from daemon.storage.writer import GroupCommitWriter, WriteConnection
+from daemon.storage.writer import GroupCommitWriter, OneStatement, WriteConnection
 
 __all__ = ["FINAL", "RECIPIENT_FIELDS", "SqliteStore"]
 
@@ -202,7 +202,7 @@ class SqliteStore(SqliteEngineSide, SqliteSmsLedger, SqliteGroups):
         ts = now.timestamp()
 
         notification_id, created = await self._submit(
-            lambda conn: sqlite_notifications.insert_notification(conn, new, ts))
+            OneStatement(lambda conn: sqlite_notifications.insert_notification(conn, new, ts)))
         if created:
             return inserted_notification(notification_id, new, ts), True
         existing = await self.get_notification(notification_id)

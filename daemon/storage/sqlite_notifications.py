@@ -21,8 +21,10 @@ QUEUED = str(Status.QUEUED)
 def insert_notification(conn: sqlite3.Connection, new: NewNotification, ts: float) -> tuple[int, bool]:
     """Queue ``new``: its new id and True, or the id of the notification with the same idempotency key
     and False (Conflict when that one was asked with another payload). NotFound when the recipient
-    does not exist. The new row is not read back: ``sqlite_rows.inserted_notification`` builds it from
-    ``new`` (``RETURNING *`` was half of the writer thread's CPU per send)."""
+    does not exist. It writes with one statement and raises only when that wrote nothing (the writer
+    runs it as a ``OneStatement``, without a savepoint). The new row is not read back:
+    ``sqlite_rows.inserted_notification`` builds it from ``new`` (``RETURNING *`` was half of the
+    writer thread's CPU per send)."""
     if new.idempotency_key is not None:
         same = conn.execute("SELECT * FROM notifications WHERE idempotency_key = ?", (new.idempotency_key,)).fetchall()
         if same:
