@@ -4,11 +4,13 @@ delivery, and the row of the printed table (a figure beside its in-run reference
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from bench.procs import DaemonProc
+from bench.sends import run_clients
 from daemon.client import DaemonClient
 
 CHATS = 100
@@ -49,23 +51,18 @@ async def add_recipients(daemon: DaemonProc, telegram: bool = True) -> list[int]
 
 async def enqueue(daemon: DaemonProc, recipients: list[int], clients: int, total: int,
                   rate: float | None = None, **params: Any) -> dict[str, Any]:
-    """``total`` sends from ``clients`` connections, as fast as acknowledged, or at ``rate`` per second."""
-    latencies: list[float] = []
+    """``total`` sends from ``clients`` connections, as fast as acknowledged, or at ``rate`` per second.
+
+    Each client is one connection of its own, closed loop: it writes one ``send`` request, reads its
+    reply, checks it (``ok`` true, the request's own ``id``, a notification id in the result) and only
+    then writes the next. Latency is per request, from the write to the reply read. The client is
+    lean on purpose (``bench.sends``): it shares the machine's two cores with the daemon.
+    """
     per_client = -(-total // clients)  # round up: every client sends the same number
-
-    async def one_client(k: int) -> None:
-        async with DaemonClient(daemon.socket) as client:
-            for i in range(per_client):
-                if rate is not None:  # offered load: each client sends on its own schedule
-                    await asyncio.sleep(max(0.0, start + i * clients / rate - time.perf_counter()))
-                began = time.perf_counter()
-                await client.call("send", recipient_id=recipients[(k + i) % len(recipients)],
-                                  message=f"bench {k}-{i}", **params)
-                latencies.append(time.perf_counter() - began)
-
-    start = began = time.perf_counter()
-    await asyncio.gather(*(one_client(k) for k in range(clients)))
-    elapsed = time.perf_counter() - began
+    lines = [[json.dumps({"id": i, "op": "send", "params": {
+        "recipient_id": recipients[(k + i) % len(recipients)], "message": f"bench {k}-{i}", **params}},
+        separators=(",", ":")).encode() + b"\n" for i in range(per_client)] for k in range(clients)]
+    latencies, elapsed = await run_clients(str(daemon.socket), lines, rate)
     return {"clients": clients, "count": per_client * clients, "per_s": per_client * clients / elapsed,
             "p50_ms": pct(latencies, 0.5) * 1000, "p99_ms": pct(latencies, 0.99) * 1000}
 

@@ -2,6 +2,12 @@
 beside the reference: raw SQLite on the same disk in the same run (WAL, ``synchronous = FULL``, the
 daemon's own schema and INSERT, one row per transaction, no socket, no JSON, no validation).
 
+Each client is its own connection, closed loop: it writes one ``send`` request line, reads the reply,
+checks it (``ok``, its own ``id``, a notification id in the result) and only then writes the next; the
+latency of each request is taken from its write to its reply. The lines are encoded before the clock
+starts and replies are read with a plain ``readline`` (``bench.common.enqueue``): the client runs on
+the same cores as the daemon, so its own CPU per request is part of what limits the figure.
+
 Target (64 clients): p99 < 10 ms and at least 3x the raw SQLite rate.
 """
 

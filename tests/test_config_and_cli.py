@@ -70,7 +70,7 @@ def test_a_client_command_imports_neither_the_config_models_nor_any_server_code(
     """`fnotify send` is run once per alert by scripts: it reads the socket path and nothing more
     (issue 14). The import contracts check the modules; this checks what really gets loaded."""
     code = ("import sys, daemon.cli.main, daemon.cli.commands\n"
-            "heavy = ('pydantic', 'daemon.config', 'aiogram', 'aiohttp', 'httpx', 'textual', 'apscheduler',"
+            "heavy = ('pydantic', 'daemon.config', 'aiogram', 'aiohttp', 'httpx', 'textual', 'apscheduler', 'orjson',"
             " 'daemon.api', 'daemon.storage', 'daemon.runtime', 'asyncio',"
             # what a process that only sends cannot afford either: dataclasses pulls in inspect and ast
             # (~10 ms), the protocol's TypedDicts take ~5 ms to build and are only named in annotations;

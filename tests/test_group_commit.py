@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from daemon.core.errors import NotFound, StorageError
-from daemon.storage.writer import GroupCommitWriter, WriteConnection, apply_batch
+from daemon.storage.writer import GroupCommitWriter, OneStatement, WriteConnection, apply_batch
 
 
 @pytest.fixture
@@ -77,6 +77,32 @@ def test_a_constraint_violation_is_its_ops_own_outcome(conn: sqlite3.Connection)
     outcomes = apply_batch(conn, [insert("a"), insert("a"), insert("b")])
     assert names(conn) == ["a", "b"]
     assert isinstance(outcomes[1][1], sqlite3.IntegrityError)
+
+
+def test_one_statement_ops_skip_the_savepoint_and_a_failed_one_still_leaves_nothing(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE UNIQUE INDEX t_name ON t (name)")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    outcomes = apply_batch(conn, [
+        OneStatement(insert("a")),
+        OneStatement(insert("a")),  # the UNIQUE index refuses it: SQLite undoes the statement alone
+        OneStatement(insert("too big", 2**64)),  # OverflowError while binding: nothing ran
+        insert("b"),  # an ordinary op keeps its savepoint
+        OneStatement(insert("c")),
+    ])
+    conn.set_trace_callback(None)
+    assert names(conn) == ["a", "b", "c"]
+    assert [type(error).__name__ if error else None for _, error in outcomes] == [
+        None, "IntegrityError", "OverflowError", None, None]
+    assert [s for s in statements if s.startswith(("SAVEPOINT", "RELEASE"))] == ["SAVEPOINT op", "RELEASE op"]
+    assert not conn.in_transaction
+
+
+def test_a_full_disk_fails_a_batch_of_one_statement_ops_too(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA max_page_count = 2")
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        apply_batch(conn, [OneStatement(insert("small")), OneStatement(insert("x" * 10_000))])
+    assert names(conn) == [] and not conn.in_transaction
 
 
 def test_a_full_disk_fails_the_whole_batch(conn: sqlite3.Connection) -> None:

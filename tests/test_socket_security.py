@@ -136,3 +136,25 @@ async def test_a_subscriber_that_keeps_writing_is_cut_off_after_1_mib_and_nothin
     assert sent < 4 * 1024 * 1024
     writer.close()
     assert (await running.call("status"))["subscribers"] == 0
+
+
+async def test_a_request_line_unfinished_after_the_idle_timeout_is_cut_off_while_a_steady_client_is_not(
+    daemon_for: Start,
+) -> None:
+    running = await daemon_for(idle_timeout=0.3)
+    path = str(running.config.daemon.socket_path)
+    steady_reader, steady_writer = await asyncio.open_unix_connection(path)
+    reader, writer = await asyncio.open_unix_connection(path)
+    partial = b'{"op": "ping", "id": 1'
+    for i in range(6):  # 0.6 s: the steady client's pings keep coming, the trickle never ends its line
+        steady_writer.write(PING)
+        assert json.loads(await asyncio.wait_for(steady_reader.readline(), 3))["result"] == "pong"
+        if i < 3:  # a byte at 0, 0.1 and 0.2 s: the wait for its line still ends at 0.3 s
+            writer.write(partial[i:i + 1])
+        await asyncio.sleep(0.1)
+    data = await asyncio.wait_for(reader.read(), timeout=3)  # EOF: the daemon hung up on the trickle
+    assert json.loads(data)["error"]["code"] == "idle"
+    steady_writer.write(PING)
+    assert json.loads(await asyncio.wait_for(steady_reader.readline(), 3))["result"] == "pong"
+    writer.close()
+    steady_writer.close()

@@ -19,6 +19,7 @@ from daemon.core.models import (
     Notification,
     NotificationUpdate,
     Outcome,
+    Priority,
     Status,
 )
 from daemon.core.store import AckOutcome, LinkOutcome, Store
@@ -269,6 +270,24 @@ async def test_recipients_are_read_by_the_batch(store: Store) -> None:
 async def test_a_send_to_a_missing_recipient_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.create_notification(NewNotification(999, "x", (Channel.EMAIL,)), at(0))
+
+
+@pytest.mark.parametrize("fields", [
+    {},
+    {"subject": "Disk", "idempotency_key": "k-1", "priority": Priority.CRITICAL},
+    {"deadline": T0 + timedelta(seconds=90, microseconds=123_457), "ack_timeout": 60},  # an int: a REAL column
+    {"expires_in": 30.5, "deadline": at(30.5), "ack_timeout": 2.25},
+])
+async def test_a_new_notification_is_returned_exactly_as_it_reads_back(store: Store, fields: dict[str, object]) -> None:
+    """The SQLite store builds a send's reply from what it inserted instead of reading the row: it must
+    be the row, field for field (times through REAL seconds, an int ack_timeout as a float)."""
+    recipient = await store.add_recipient("Ann", None, None, None)
+    new = NewNotification(recipient.id, "line one\nline two \u00e9\U0001f600", (Channel.TELEGRAM, Channel.EMAIL),
+                          **fields)  # type: ignore[arg-type]
+    made, created = await store.create_notification(new, T0 + timedelta(microseconds=654_321))
+    stored = await store.get_notification(made.id)
+    assert created and made == stored
+    assert repr(made.ack_timeout) == repr(stored.ack_timeout if stored else None)  # 60.0, not 60
 
 
 async def test_a_deadline_is_kept_exactly_and_a_redrive_clears_it(store: Store) -> None:

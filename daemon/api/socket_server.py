@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from daemon import protocol
+from daemon.api import wire
+from daemon.api.idle import IdleTimeout, IdleWatch
 from daemon.api.peercred import is_allowed, peer_of
 from daemon.api.requests import REQUESTS, SendRequest, SubscribeRequest, parse
 from daemon.api.service import Service
@@ -125,11 +127,11 @@ class SocketServer:
         task = asyncio.current_task()
         assert task is not None
         if len(self._connections) >= self.max_connections:
-            writer.write(protocol.encode(protocol.error(None, "busy", "too many connections; try again")))
+            writer.write(wire.encode(protocol.error(None, "busy", "too many connections; try again")))
             await _linger_close(reader, writer)
             return
         if (refusal := self._refuse_peer(writer)) is not None:
-            writer.write(protocol.encode(protocol.error(None, "forbidden", refusal)))
+            writer.write(wire.encode(protocol.error(None, "forbidden", refusal)))
             await _linger_close(reader, writer)
             return
         self._connections[task] = writer
@@ -158,35 +160,39 @@ class SocketServer:
         return f"uid {peer.uid} is not allowed on this socket ([daemon] allowed_uids / allowed_gids)"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(self.idle_timeout):
-                    line = await reader.readline()
-            except TimeoutError:
-                writer.write(protocol.encode(protocol.error(
-                    None, "idle", f"no request for {self.idle_timeout:g} s; connection closed")))
+        watch = IdleWatch(self.idle_timeout)
+        try:
+            while True:
+                try:
+                    line = await watch.guard(reader.readline())
+                except IdleTimeout:
+                    writer.write(wire.encode(protocol.error(
+                        None, "idle", f"no request for {self.idle_timeout:g} s; connection closed")))
+                    await writer.drain()
+                    return
+                except (ValueError, asyncio.LimitOverrunError):
+                    writer.write(wire.encode(protocol.error(
+                        None, "too_large", f"request exceeds {protocol.MAX_LINE} bytes; connection closed")))
+                    await writer.drain()
+                    return
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                try:
+                    request = wire.decode_request(line)
+                except protocol.ProtocolError as exc:
+                    writer.write(wire.encode(protocol.error(None, "bad_request", str(exc), exc.field)))
+                    await writer.drain()
+                    continue
+                if request.op == "subscribe":
+                    watch.close()  # a subscriber only reads: it is never idle
+                    await self._stream(request, reader, writer)
+                    return
+                writer.write(wire.encode(await self.dispatch(request)))
                 await writer.drain()
-                return
-            except (ValueError, asyncio.LimitOverrunError):
-                writer.write(protocol.encode(protocol.error(
-                    None, "too_large", f"request exceeds {protocol.MAX_LINE} bytes; connection closed")))
-                await writer.drain()
-                return
-            if not line:
-                return
-            if not line.strip():
-                continue
-            try:
-                request = protocol.decode_request(line)
-            except protocol.ProtocolError as exc:
-                writer.write(protocol.encode(protocol.error(None, "bad_request", str(exc), exc.field)))
-                await writer.drain()
-                continue
-            if request.op == "subscribe":
-                await self._stream(request, reader, writer)
-                return
-            writer.write(protocol.encode(await self.dispatch(request)))
-            await writer.drain()
+        finally:
+            watch.close()
 
     async def dispatch(self, request: protocol.Request) -> protocol.Reply:
         handler = self._ops.get(request.op)
@@ -221,13 +227,13 @@ class SocketServer:
         try:
             kinds = parse(SubscribeRequest, request.params).events
         except ValidationError as exc:
-            writer.write(protocol.encode(protocol.error(request.id, exc.code, str(exc), exc.field)))
+            writer.write(wire.encode(protocol.error(request.id, exc.code, str(exc), exc.field)))
             return
         with self.service.events.subscribe() as events:
             # the acknowledgement goes out only once the subscription is registered on the bus: a
             # client that has read it sees every event published after (DaemonClient.subscribe)
             subscribed: protocol.SubscribedJSON = {"subscribed": list(kinds) if kinds else "all"}
-            writer.write(protocol.encode(protocol.ok(request.id, subscribed)))
+            writer.write(wire.encode(protocol.ok(request.id, subscribed)))
             await writer.drain()
             closed = asyncio.ensure_future(_discard_until_eof(reader, protocol.MAX_LINE))
             try:
@@ -237,7 +243,7 @@ class SocketServer:
                     if closed in done:
                         next_event.cancel()
                         if closed.result():
-                            writer.write(protocol.encode(protocol.error(
+                            writer.write(wire.encode(protocol.error(
                                 None, "too_large", f"more than {protocol.MAX_LINE} bytes sent after subscribe "
                                 "(a subscriber only reads); connection closed")))
                         return
@@ -245,7 +251,7 @@ class SocketServer:
                     if event is None:
                         return
                     if kinds is None or event["event"] in kinds or event["event"] == "overflow":
-                        writer.write(protocol.encode(event))
+                        writer.write(wire.encode(event))
                         await writer.drain()
             finally:
                 closed.cancel()

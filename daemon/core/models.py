@@ -150,7 +150,11 @@ class Notification:
         """Everything but the attempt log (``notification.created``, API-made status changes)."""
         delivered_by = next(
             (a.channel for a in reversed(self.attempts) if a.outcome is Outcome.DELIVERED), None
-        )
+        ) if self.attempts else None
+        # a new notification's three times are one object (sqlite_rows.inserted_notification): formatted once
+        created_at = iso_at(self.created_at)
+        updated_at = created_at if self.updated_at is self.created_at else iso_at(self.updated_at)
+        next_attempt_at = created_at if self.next_attempt_at is self.created_at else iso(self.next_attempt_at)
         return {
             "id": self.id,
             "recipient_id": self.recipient_id,
@@ -161,11 +165,11 @@ class Notification:
             "priority": str(self.priority),
             "idempotency_key": self.idempotency_key,
             "channel": str(delivered_by or self.current_channel or "") or None,
-            "next_attempt_at": iso(self.next_attempt_at),
+            "next_attempt_at": next_attempt_at,
             "deadline": iso(self.deadline),
             "ack_timeout": self.ack_timeout,
-            "created_at": iso_at(self.created_at),
-            "updated_at": iso_at(self.updated_at),
+            "created_at": created_at,
+            "updated_at": updated_at,
             "attempt_count": len(self.attempts),
             "batch_id": self.batch_id,
         }

@@ -49,11 +49,12 @@ from daemon.storage.sqlite_groups import SqliteGroups, prune_batches
 from daemon.storage.sqlite_recipients import RECIPIENT_FIELDS
 from daemon.storage.sqlite_rows import (
     attempt_from_row,
+    inserted_notification,
     notification_from_row,
     recipient_from_row,
 )
 from daemon.storage.sqlite_sms import SqliteSmsLedger
-from daemon.storage.writer import GroupCommitWriter, WriteConnection
+from daemon.storage.writer import GroupCommitWriter, OneStatement, WriteConnection
 
 __all__ = ["FINAL", "RECIPIENT_FIELDS", "SqliteStore"]
 
@@ -200,10 +201,11 @@ class SqliteStore(SqliteEngineSide, SqliteSmsLedger, SqliteGroups):
     async def create_notification(self, new: NewNotification, now: datetime) -> tuple[Notification, bool]:
         ts = now.timestamp()
 
-        row, created = await self._submit(lambda conn: sqlite_notifications.insert_notification(conn, new, ts))
+        notification_id, created = await self._submit(
+            OneStatement(lambda conn: sqlite_notifications.insert_notification(conn, new, ts)))
         if created:
-            return notification_from_row(row), True
-        existing = await self.get_notification(row)
+            return inserted_notification(notification_id, new, ts), True
+        existing = await self.get_notification(notification_id)
         assert existing is not None
         return existing, False
 

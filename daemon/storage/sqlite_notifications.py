@@ -15,11 +15,16 @@ from daemon.core.models import FINAL_STATUSES, NewNotification, Outcome, Status
 from daemon.storage import sqlite_groups
 from daemon.storage.sqlite_rows import to_timestamp
 
+QUEUED = str(Status.QUEUED)
 
-def insert_notification(conn: sqlite3.Connection, new: NewNotification, ts: float) -> tuple[sqlite3.Row | int, bool]:
-    """Queue ``new``: its row and True, or the id of the notification with the same idempotency key
+
+def insert_notification(conn: sqlite3.Connection, new: NewNotification, ts: float) -> tuple[int, bool]:
+    """Queue ``new``: its new id and True, or the id of the notification with the same idempotency key
     and False (Conflict when that one was asked with another payload). NotFound when the recipient
-    does not exist."""
+    does not exist. It writes with one statement and raises only when that wrote nothing (the writer
+    runs it as a ``OneStatement``, without a savepoint). The new row is not read back:
+    ``sqlite_rows.inserted_notification`` builds it from ``new`` (``RETURNING *`` was half of the
+    writer thread's CPU per send)."""
     if new.idempotency_key is not None:
         same = conn.execute("SELECT * FROM notifications WHERE idempotency_key = ?", (new.idempotency_key,)).fetchall()
         if same:
@@ -31,17 +36,17 @@ def insert_notification(conn: sqlite3.Connection, new: NewNotification, ts: floa
                 )
             return int(same[0]["id"]), False
         sqlite_groups.unused_key(conn, new.idempotency_key)
-    # one statement: checks the recipient, inserts, and hands the row back (hops cost ~0.1 ms each)
-    rows = conn.execute(
+    # one statement checks the recipient and inserts (hops cost ~0.1 ms each)
+    cursor = conn.execute(
         "INSERT INTO notifications (recipient_id, text, subject, chain, status, idempotency_key,"
         " next_attempt_at, deadline, ack_timeout, created_at, updated_at, priority)"
-        " SELECT ?,?,?,?,?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM recipients WHERE id = ?) RETURNING *",
+        " SELECT ?,?,?,?,?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM recipients WHERE id = ?)",
         (
             new.recipient_id,
             new.text,
             new.subject,
             ",".join(new.chain),
-            str(Status.QUEUED),
+            QUEUED,
             new.idempotency_key,
             ts,
             to_timestamp(new.deadline),
@@ -51,10 +56,10 @@ def insert_notification(conn: sqlite3.Connection, new: NewNotification, ts: floa
             new.priority.rank,
             new.recipient_id,
         ),
-    ).fetchall()
-    if not rows:
+    )
+    if cursor.rowcount != 1 or cursor.lastrowid is None:
         raise NotFound(f"recipient {new.recipient_id} does not exist")
-    return rows[0], True
+    return cursor.lastrowid, True
 
 
 TIME_TOLERANCE = 0.001  # seconds: timestamps are stored as REAL

@@ -7,7 +7,17 @@ import math
 import sqlite3
 from datetime import UTC, datetime
 
-from daemon.core.models import MAX_WAIT, Attempt, Channel, Notification, Outcome, Priority, Recipient, Status
+from daemon.core.models import (
+    MAX_WAIT,
+    Attempt,
+    Channel,
+    NewNotification,
+    Notification,
+    Outcome,
+    Priority,
+    Recipient,
+    Status,
+)
 
 
 def to_timestamp(value: datetime | None) -> float | None:
@@ -52,6 +62,29 @@ def attempt_from_row(row: sqlite3.Row) -> Attempt:
         started_at=datetime.fromtimestamp(row["started_at"], UTC),
         finished_at=to_datetime(row["finished_at"]),
         retry_at=to_datetime(row["retry_at"]),
+    )
+
+
+def inserted_notification(notification_id: int, new: NewNotification, ts: float) -> Notification:
+    """The notification ``insert_notification`` stored for ``new`` at ``ts``, as ``notification_from_row``
+    would read it back (times through the same REAL seconds), without reading it: a send's reply."""
+    at = datetime.fromtimestamp(ts, UTC)
+    return Notification(
+        id=notification_id,
+        recipient_id=new.recipient_id,
+        text=new.text,
+        subject=new.subject,
+        chain=tuple(new.chain),
+        status=Status.QUEUED,
+        idempotency_key=new.idempotency_key,
+        position=0,
+        tries_on_channel=0,
+        next_attempt_at=at,
+        created_at=at,
+        updated_at=at,
+        deadline=to_datetime(to_timestamp(new.deadline)),
+        ack_timeout=None if new.ack_timeout is None else to_seconds(float(new.ack_timeout)),  # a REAL column
+        priority=new.priority,
     )
 
 

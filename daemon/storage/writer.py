@@ -11,7 +11,9 @@ means "on disk".
 
 Ops in one batch come from unrelated requests, so each runs inside its own ``SAVEPOINT``: an op that
 raises anything (a refusal, a constraint, a value SQLite cannot bind, a bug) has its own writes rolled
-back and gets its own exception, and the batch commits everyone else's. Only a fault of the database
+back and gets its own exception, and the batch commits everyone else's. An op wrapped in
+``OneStatement`` (at most one writing statement, raising only when it wrote nothing) skips the
+savepoint: SQLite undoes a failed statement by itself. Only a fault of the database
 itself (disk full, read-only file, I/O error, corruption, a lock) fails the whole batch: every op
 would meet it, SQLite may already have rolled the transaction back, and nobody may get a false ack.
 """
@@ -25,7 +27,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from daemon.core.errors import StorageError
 
@@ -116,7 +118,30 @@ def apply_batch(raw: sqlite3.Connection, ops: list[WriteOp[Any]]) -> list[Outcom
     return outcomes
 
 
+class OneStatement(Generic[T]):
+    """A write op that needs no savepoint of its own: it writes with at most one statement and raises
+    only before that statement or when it wrote nothing. SQLite undoes a statement that fails (its
+    statement journal), so nothing of such an op can outlive its failure. A send's INSERT is one: the
+    savepoint and its release were ~16k of the ~91k instructions the writer spent per send (callgrind)."""
+
+    __slots__ = ("op",)
+
+    def __init__(self, op: WriteOp[T]) -> None:
+        self.op = op
+
+    def __call__(self, raw: sqlite3.Connection) -> T:
+        return self.op(raw)
+
+
 def _apply_one(raw: sqlite3.Connection, op: WriteOp[Any]) -> Outcome:
+    if isinstance(op, OneStatement):
+        try:
+            return op.op(raw), None
+        except Exception as exc:
+            if is_database_fault(exc) or not raw.in_transaction:
+                raise
+            traceback.clear_frames(exc.__traceback__)  # as below: no cursor may outlive the op
+            return None, exc
     raw.execute("SAVEPOINT op")
     try:
         value = op(raw)
