@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -89,6 +90,10 @@ def main() -> None:
     if args.table:
         print(table(json.loads(args.table.read_text())))
         return
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+        # an installed package has its bytecode compiled (pip does it at install); without caches every
+        # process the bench times (daemon start, CLI send) would compile the project's modules again
+        print("bench: PYTHONDONTWRITEBYTECODE is set here; unset for the processes the bench starts")
     began = time.perf_counter()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{datetime.now():%Y%m%dT%H%M%S}.json"

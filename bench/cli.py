@@ -11,6 +11,7 @@ own ``.pth`` files, the editable finder among them, are not processed). Target: 
 from __future__ import annotations
 
 import asyncio
+import compileall
 import resource
 import shutil
 import statistics
@@ -43,6 +44,8 @@ def regular_install(where: Path) -> Path:
     for package in PACKAGES:
         shutil.copytree(REPO / package, site / package, ignore=shutil.ignore_patterns("__pycache__", "tests"))
     (site / "bench-deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    for package in PACKAGES:  # what pip does at install: the bytecode is there before the first run
+        compileall.compile_dir(site / package, quiet=1)
     script = where / "bin" / "fnotify"
     script.write_text(SCRIPT.format(python=where / "bin" / "python"))
     script.chmod(0o755)
