@@ -207,14 +207,7 @@ asyncio.run(main())
     assert out.stdout.strip() == "(False, False) True"
 
 
-def test_a_request_during_the_import_waits_for_the_whole_module() -> None:
-    # the worker thread is held inside the transport module's import (at its `import httpx_aiohttp`),
-    # where sys.modules already holds the half-made module: a request must wait, not take that
-    code = """
-import asyncio, sys, threading
-import aiohttp  # so that the import below stops at httpx_aiohttp, inside the transport module
-from daemon.channels import http_client
-
+GATE = """
 inside, go = threading.Event(), threading.Event()
 
 class Gate:
@@ -225,7 +218,20 @@ class Gate:
         return None
 
 sys.meta_path.insert(0, Gate())
+"""
+"""For a test process: the worker thread importing the transport module stops at its ``import
+httpx_aiohttp`` (``inside`` is set) until ``go`` is; the module is half made in sys.modules meanwhile."""
 
+
+def test_a_request_during_the_import_waits_for_the_whole_module() -> None:
+    # the worker thread is held inside the transport module's import (at its `import httpx_aiohttp`),
+    # where sys.modules already holds the half-made module: a request must wait, not take that
+    code = """
+import asyncio, sys, threading
+import aiohttp  # so that the import below stops at httpx_aiohttp, inside the transport module
+from daemon.channels import http_client
+
+""" + GATE + """
 async def request():
     module = await http_client.transport_module()
     return hasattr(module, "make_client")
@@ -258,17 +264,7 @@ from daemon.channels.telegram import TelegramChannel
 from daemon.config import TelegramConfig
 from daemon.core.models import Recipient
 
-inside, go = threading.Event(), threading.Event()
-
-class Gate:
-    def find_spec(self, name, path=None, target=None):
-        if name == "httpx_aiohttp":
-            inside.set()
-            go.wait(30)
-        return None
-
-sys.meta_path.insert(0, Gate())
-
+""" + GATE + """
 async def main():
     channel = TelegramChannel(TelegramConfig(enabled=True, token=SecretStr("1:x"), api_base="http://127.0.0.1:9"))
     http_client.preload()  # as the daemon at READY

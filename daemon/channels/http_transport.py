@@ -76,6 +76,12 @@ def translate(exc: BaseException) -> httpx.TransportError | None:
     return None
 
 
+def _honest(exc: Exception) -> tuple[Exception | None, BaseException | None]:
+    """The httpx error ``exc``'s aiohttp cause stands for (None: ``exc`` says it already), and that cause."""
+    cause = _aiohttp_cause(exc)
+    return (translate(cause) if cause is not None else None), cause
+
+
 def _aiohttp_cause(exc: Exception) -> BaseException | None:
     """The aiohttp error behind ``exc``: itself, or the one httpx-aiohttp wrapped (``__cause__``)."""
     return exc if isinstance(exc, aiohttp.ClientError) else exc.__cause__
@@ -92,8 +98,7 @@ class _Body(httpx.AsyncByteStream):
             async for chunk in self._inner:
                 yield chunk
         except (httpx.TransportError, aiohttp.ClientError) as exc:
-            cause = _aiohttp_cause(exc)
-            honest = translate(cause) if cause is not None else None
+            honest, cause = _honest(exc)
             if honest is None:
                 raise
             raise honest from cause
@@ -109,8 +114,7 @@ class HonestTransport(AiohttpTransport):
         try:
             response = await super().handle_async_request(request)
         except (httpx.TransportError, aiohttp.ClientError) as exc:
-            cause = _aiohttp_cause(exc)
-            honest = translate(cause) if cause is not None else None
+            honest, cause = _honest(exc)
             if honest is None:
                 raise
             raise honest from cause
