@@ -144,10 +144,12 @@ async def _scenarios(config: Path, suite: SimulatorSuite) -> None:
     link = json.loads(await fnotify(config, "recipient", "link", "1", "--json"))
     print(f"{DIM}(Ivan opens the link: his Telegram app sends /start <token> to the bot){RESET}")
     suite.telegram.user_sends(2002, f"/start {link['token']}", first_name="Ivan")
-    for _ in range(100):  # the daemon's long poll picks the update up
-        if "linked" in (await fnotify(config, "recipient", "list", show=False)).splitlines()[1]:
+    for _ in range(300):  # the bot comes up after READY (aiogram's import), then its long poll picks the update up
+        if suite.telegram.messages_to(2002):  # the bot's answer (the row is linked before it is sent)
             break
         await asyncio.sleep(0.1)
+    else:
+        raise SystemExit("demo: the bot did not answer Ivan's /start within 30 s; see the daemon's log")
     print(f"bot -> Ivan: {suite.telegram.messages_to(2002)[-1].text}")
     await fnotify(config, "recipient", "list")
     out = await fnotify(config, "send", "--to", "1", "--message", "Now straight to Telegram", "--wait")
