@@ -135,7 +135,7 @@ async def test_twilio_request_is_a_form_post_with_basic_auth(twilio: SmsChannel,
     async def capture(request: httpx.Request) -> None:
         seen.append(request)
 
-    (await twilio._open()).event_hooks = {"request": [capture]}
+    (await twilio._client.get()).event_hooks = {"request": [capture]}
     await twilio.send(message("ping & pong = 100%"))
     [request] = seen
     assert request.method == "POST"
@@ -156,7 +156,7 @@ async def test_webhook_delivers_json_with_the_bearer_token(webhook: SmsChannel, 
     async def capture(request: httpx.Request) -> None:
         seen.append(request)
 
-    (await webhook._open()).event_hooks = {"request": [capture]}
+    (await webhook._client.get()).event_hooks = {"request": [capture]}
     message_id = await webhook.send(message("héllo 👋"))
     [record] = await sim.wait_for_messages(1, timeout=1)
     assert message_id == record.sid
@@ -185,10 +185,10 @@ async def test_webhook_returns_whatever_id_the_gateway_gives(
 
 async def test_one_client_and_one_connection_serve_many_sends(twilio: SmsChannel, sim: SmsSimulator) -> None:
     await twilio.send(message("#0"))  # the client is made at the first send
-    client = twilio._client
+    client = twilio._client.made
     for n in range(1, 3):
         await twilio.send(message(f"#{n}"))
-    assert client is not None and twilio._client is client
+    assert client is not None and twilio._client.made is client
     assert len(sim.messages) == 3
     assert sim.connections == 1
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from daemon.channels.http_client import USER_AGENT, make_client
+from daemon.channels.http_client import USER_AGENT, LazyClient
 from daemon.core.errors import ConfigError, PermanentError, TransientError
 
 MASK = "[REDACTED]"
@@ -113,10 +113,9 @@ class BotApi:
         self._token = token
         self._base = f"{api_base.rstrip('/')}/bot{token}/"
         self._timeout = timeout
-        self._connections = connections
         # httpx's default TLS context, made once (loading the CA bundle costs more than the client)
         self._tls = httpx.create_ssl_context()
-        self._client: httpx.AsyncClient | None = None  # made at the first call: aiohttp is loaded then
+        self._client = LazyClient(timeout=timeout, connections=connections, verify=self._tls)  # aiohttp: loaded then
         # what a call needs besides its body, built once, rather than parsing the URL and merging
         # the client's headers, cookies and timeout into each request (httpx's build_request)
         self._urls: dict[str, httpx.URL] = {}
@@ -130,16 +129,7 @@ class BotApi:
     async def ready(self) -> None:
         """Have the client made (the first time, once aiohttp is loaded): callers pacing their sends
         await this before taking a turn, so the wait for the import does not bunch paced sends up."""
-        if self._client is None:
-            await self._open()
-
-    async def _open(self) -> httpx.AsyncClient:
-        client = await make_client(timeout=self._timeout, connections=self._connections, verify=self._tls)
-        if self._client is None:  # calls that overlapped the first one's wait made one each: keep one
-            self._client = client
-        else:
-            await client.aclose()
-        return self._client
+        await self._client.get()
 
     def _request(self, method: str, params: Mapping[str, Any] | None) -> httpx.Request:
         url = self._urls.get(method)
@@ -154,7 +144,7 @@ class BotApi:
         request = self._request(method, params)
         async with self._slots:
             try:
-                client = self._client or await self._open()
+                client = await self._client.get()
                 async with asyncio.timeout(self._timeout):
                     response = await client.send(request)
             except TimeoutError as exc:  # the whole call's bound
@@ -174,8 +164,7 @@ class BotApi:
             raise PermanentError(scrubbed, blocked=exc.blocked) from None
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        await self._client.aclose()
 
 
 def _describe(exc: BaseException) -> str:

@@ -96,3 +96,26 @@ async def make_client(*, timeout: float, connections: int, verify: object = True
     client: httpx.AsyncClient = module.make_client(timeout=timeout, connections=connections, verify=verify,
                                                    headers={"User-Agent": USER_AGENT})
     return client
+
+
+class LazyClient:
+    """One ``make_client`` client, made at the first ``get()`` (aiohttp is loaded then). Calls that overlap
+    the first one's wait for the import make one each; the first kept wins, the others are closed."""
+
+    def __init__(self, *, timeout: float, connections: int, verify: object = True) -> None:
+        self._timeout, self._connections, self._verify = timeout, connections, verify
+        self.made: httpx.AsyncClient | None = None
+
+    async def get(self) -> httpx.AsyncClient:
+        if self.made is not None:
+            return self.made
+        client = await make_client(timeout=self._timeout, connections=self._connections, verify=self._verify)
+        if self.made is None:
+            self.made = client
+        else:
+            await client.aclose()
+        return self.made
+
+    async def aclose(self) -> None:
+        if self.made is not None:
+            await self.made.aclose()

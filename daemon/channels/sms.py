@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from daemon.channels.http_client import make_client
+from daemon.channels.http_client import LazyClient
 from daemon.channels.sms_segments import sms_segments
 from daemon.config import SmsConfig
 from daemon.core.channel import OutgoingMessage
@@ -71,17 +71,14 @@ class SmsChannel:
         self._slots = asyncio.Semaphore(config.concurrency)
         self._rate = (Pacer(rate_limits or MemoryRateLimits(), Limit(RATE_KEY, config.rate))
                       if config.rate else None)
-        self._timeout = config.timeout
-        self._concurrency = config.concurrency
-        self._client: httpx.AsyncClient | None = None  # made at the first request: aiohttp is loaded then
+        self._client = LazyClient(timeout=config.timeout, connections=config.concurrency)  # aiohttp: loaded then
 
     # --- ChannelAdapter --------------------------------------------------------------------
 
     async def wait_turn(self, recipient: Recipient) -> None:
         """Pace under ``rate`` (messages per second) when one is configured."""
         if self._rate is not None:
-            if self._client is None:  # the first send's wait for aiohttp comes before its turn, not after
-                await self._open()
+            await self._client.get()  # the first send's wait for aiohttp comes before its turn, not after
             await self._rate.acquire()
 
     async def send(self, message: OutgoingMessage) -> str | None:
@@ -142,8 +139,7 @@ class SmsChannel:
 
     async def close(self) -> None:
         """Close the pooled connections."""
-        if self._client is not None:
-            await self._client.aclose()
+        await self._client.aclose()
 
     # --- HTTP and classification -----------------------------------------------------------
 
@@ -153,18 +149,10 @@ class SmsChannel:
     def _bearer(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
-    async def _open(self) -> httpx.AsyncClient:
-        client = await make_client(timeout=self._timeout, connections=self._concurrency)
-        if self._client is None:  # requests that overlapped the first one's wait made one each: keep one
-            self._client = client
-        else:
-            await client.aclose()
-        return self._client
-
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             async with self._slots:
-                client = self._client or await self._open()
+                client = await self._client.get()
                 return await client.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
             raise TransientError(
